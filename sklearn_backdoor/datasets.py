@@ -1,0 +1,359 @@
+"""Image data sets as uint8 ``(n, height, width, channels)`` arrays.
+
+The loaders return images in HWC layout with ``uint8`` pixels and ``int64``
+labels, the common currency of the poisoning and defence code in this package.
+"""
+
+import hashlib
+import io
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+from PIL import Image
+from sklearn.datasets import load_digits
+from sklearn.utils import Bunch
+
+__all__ = [
+    "CIFAR10_CLASSES",
+    "load_cifar10",
+    "load_digits_images",
+    "load_image_folder",
+]
+
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+"""Standard CIFAR-10 class names; the position of a name is its label id."""
+
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+_BATCH_FOLDER = "cifar-10-batches-py"
+_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+_TEST_BATCH = "test_batch"
+_CACHE_ENV = "SKLEARN_BACKDOOR_CACHE"
+_CACHE_ARRAYS = ("X_train", "y_train", "X_test", "y_test")
+
+
+def load_digits_images(*, return_X_y=True):
+    """Load scikit-learn's 8x8 digits as uint8 grey-scale images.
+
+    The 1,797 images of :func:`sklearn.datasets.load_digits` have integer
+    intensities in ``0..16``. They are rescaled to ``0..255`` with
+    ``np.round(v * 255 / 16)`` so that they share the pixel range of
+    photographs (``16 -> 255``, ``8 -> 128``, ``1 -> 16``).
+
+    Parameters
+    ----------
+    return_X_y : bool, default=True
+        If True, return ``(X, y)``; otherwise return a :class:`~sklearn.utils.Bunch`
+        with ``data``, ``target``, ``target_names`` and ``DESCR``.
+
+    Returns
+    -------
+    X : ndarray of shape (1797, 8, 8, 1), dtype uint8
+        Images in HWC layout.
+    y : ndarray of shape (1797,), dtype int64
+        Digit labels ``0..9``.
+
+    Examples
+    --------
+    >>> from sklearn_backdoor.datasets import load_digits_images
+    >>> X, y = load_digits_images()
+    >>> X.shape, X.dtype, int(X.max()), y[:5].tolist()
+    ((1797, 8, 8, 1), dtype('uint8'), 255, [0, 1, 2, 3, 4])
+    """
+    digits = load_digits()
+    X = np.round(digits.images * 255 / 16).astype(np.uint8)[..., np.newaxis]
+    y = digits.target.astype(np.int64)
+    if return_X_y:
+        return X, y
+    return Bunch(
+        data=X,
+        target=y,
+        target_names=digits.target_names.copy(),
+        DESCR=digits.DESCR,
+    )
+
+
+def load_image_folder(path, class_names=None):
+    """Load a ``<path>/<class>/<image>`` directory of equally sized images.
+
+    Files are read in sorted path order, so sample indices are stable. Only
+    ``.jpg``, ``.jpeg`` and ``.png`` files are read; images are converted to RGB.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Directory whose sub-folders are named after the classes.
+    class_names : sequence of str, default=None
+        Class folder names; the position of a name is its label. Every one must
+        be present and non-empty, and images in other folders raise an error.
+        If None, the sorted sub-folder names are used.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, height, width, 3), dtype uint8
+        Images in HWC layout.
+    y : ndarray of shape (n_samples,), dtype int64
+        Labels, indices into ``class_names``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from PIL import Image
+    >>> from sklearn_backdoor.datasets import load_image_folder
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for name in ["dog", "cat"]:
+    ...     (root / name).mkdir()
+    ...     Image.new("RGB", (4, 4), (255, 0, 0)).save(root / name / "0.png")
+    >>> X, y = load_image_folder(root, class_names=["dog", "cat"])
+    >>> X.shape, y.tolist()
+    ((2, 4, 4, 3), [1, 0])
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise ValueError(f"path={str(path)!r} is not a directory.")
+    relative_paths = [p.relative_to(root).as_posix() for p in root.rglob("*")]
+    if class_names is None:
+        class_names = sorted(p.name for p in root.iterdir() if p.is_dir())
+    members, y = _class_members(relative_paths, class_names, where=str(root))
+    X = _decode_all((root / m).read_bytes() for m in members)
+    return X, y
+
+
+def load_cifar10(path, *, cache_dir=None):
+    """Load CIFAR-10 from local files as uint8 HWC arrays.
+
+    Labels use the standard ids of :data:`CIFAR10_CLASSES`
+    (0 airplane, 1 automobile, 2 bird, 3 cat, 4 deer, 5 dog, 6 frog, 7 horse,
+    8 ship, 9 truck); class folders are mapped by name, never by listing order.
+
+    Three layouts are recognised:
+
+    - the pickled ``cifar-10-batches-py`` folder of torchvision (or a folder
+      containing it), with ``data_batch_1`` .. ``data_batch_5`` and ``test_batch``;
+    - an image-folder directory ``train/<class>/*.png|jpg`` and
+      ``test/<class>/...``;
+    - a zip file holding that image-folder layout, at its root or under one
+      top-level folder.
+
+    Images are read in sorted name order, so sample indices are stable. Decoded
+    image folders and zips are cached as ``.npy`` files in ``cache_dir``, keyed
+    by the source's resolved path, size and modification time, so a changed
+    source is decoded again.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Batches folder, image-folder directory or zip file.
+    cache_dir : str or path-like, default=None
+        Where decoded arrays are cached. If None, the environment variable
+        ``SKLEARN_BACKDOOR_CACHE`` is used, else ``~/.cache/sklearn_backdoor``.
+
+    Returns
+    -------
+    X_train : ndarray of shape (n_train, 32, 32, 3), dtype uint8
+    y_train : ndarray of shape (n_train,), dtype int64
+    X_test : ndarray of shape (n_test, 32, 32, 3), dtype uint8
+    y_test : ndarray of shape (n_test,), dtype int64
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the layout is not recognised, or a file or class folder is missing.
+
+    Examples
+    --------
+    >>> import pickle, tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from sklearn_backdoor.datasets import load_cifar10
+    >>> root = Path(tempfile.mkdtemp())
+    >>> names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    >>> for name in names:
+    ...     batch = {b"data": np.zeros((2, 3072), np.uint8), b"labels": [3, 5]}
+    ...     _ = (root / name).write_bytes(pickle.dumps(batch))
+    >>> X_train, y_train, X_test, y_test = load_cifar10(root)
+    >>> X_train.shape, y_train.tolist(), X_test.shape
+    ((10, 32, 32, 3), [3, 5, 3, 5, 3, 5, 3, 5, 3, 5], (2, 32, 32, 3))
+    """
+    source = Path(path)
+    if not source.exists():
+        raise FileNotFoundError(f"path={str(path)!r} does not exist.")
+    batch_folder = _find_batch_folder(source)
+    if batch_folder is not None:
+        return _load_batches(batch_folder)
+    if source.is_dir() and (source / "train").is_dir() and (source / "test").is_dir():
+        return _cached(source, cache_dir, _load_split_folders)
+    if source.is_file() and zipfile.is_zipfile(source):
+        return _cached(source, cache_dir, _load_split_zip)
+    raise ValueError(
+        f"path={str(path)!r} is not a CIFAR-10 layout: expected a "
+        f"'{_BATCH_FOLDER}' folder, a folder with 'train/' and 'test/' class "
+        "folders, or a zip file holding them."
+    )
+
+
+def _find_batch_folder(source):
+    for folder in (source, source / _BATCH_FOLDER):
+        if (folder / _TRAIN_BATCHES[0]).is_file():
+            return folder
+    return None
+
+
+def _load_batches(folder):
+    X_train, y_train = _read_batches(folder, _TRAIN_BATCHES)
+    X_test, y_test = _read_batches(folder, (_TEST_BATCH,))
+    return X_train, y_train, X_test, y_test
+
+
+def _read_batches(folder, names):
+    images, labels = [], []
+    for name in names:
+        batch = _read_batch(folder / name)
+        planar = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        images.append(planar.transpose(0, 2, 3, 1))
+        labels.append(np.asarray(batch[b"labels"], dtype=np.int64))
+    return np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels)
+
+
+def _read_batch(file):
+    if not file.is_file():
+        raise ValueError(f"CIFAR-10 batch file {str(file)!r} is missing.")
+    with open(file, "rb") as handle:
+        return pickle.load(handle, encoding="bytes")
+
+
+def _load_split_folders(root):
+    X_train, y_train = load_image_folder(root / "train", CIFAR10_CLASSES)
+    X_test, y_test = load_image_folder(root / "test", CIFAR10_CLASSES)
+    return X_train, y_train, X_test, y_test
+
+
+def _load_split_zip(file):
+    with zipfile.ZipFile(file) as archive:
+        names = [n for n in archive.namelist() if not n.startswith("__MACOSX/")]
+        prefix = _zip_split_prefix(names, file)
+        arrays = []
+        for split in ("train", "test"):
+            split_prefix = f"{prefix}{split}/"
+            relative = [
+                n[len(split_prefix) :] for n in names if n.startswith(split_prefix)
+            ]
+            where = f"{file}:{split_prefix}"
+            members, y = _class_members(relative, CIFAR10_CLASSES, where=where)
+            X = _decode_all(archive.read(split_prefix + m) for m in members)
+            arrays += [X, y]
+    return tuple(arrays)
+
+
+def _zip_split_prefix(names, file):
+    top_levels = {PurePosixPath(n).parts[0] for n in names if n.strip("/")}
+    if {"train", "test"} <= top_levels:
+        return ""
+    if len(top_levels) == 1:
+        (top,) = top_levels
+        inner = {
+            PurePosixPath(n).parts[1] for n in names if len(PurePosixPath(n).parts) > 1
+        }
+        if {"train", "test"} <= inner:
+            return f"{top}/"
+    raise ValueError(
+        f"path={str(file)!r} is a zip without 'train/' and 'test/' folders at its "
+        "root or under one top-level folder."
+    )
+
+
+def _class_members(relative_paths, class_names, where):
+    """Pick ``<class>/<image>`` paths; return them sorted with their labels."""
+    label_of = {name: label for label, name in enumerate(class_names)}
+    members = []
+    for relative in relative_paths:
+        parts = PurePosixPath(relative).parts
+        if len(parts) == 2 and parts[1].lower().endswith(_IMAGE_SUFFIXES):
+            if parts[0] not in label_of:
+                raise ValueError(
+                    f"Unknown class folder {parts[0]!r} in {where!r}; "
+                    f"expected one of {list(class_names)}."
+                )
+            members.append(relative)
+    members.sort()
+    y = np.array([label_of[PurePosixPath(m).parts[0]] for m in members], np.int64)
+    present = set(y.tolist())
+    for label, name in enumerate(class_names):
+        if label not in present:
+            raise ValueError(f"Class folder {name!r} is missing or empty in {where!r}.")
+    return members, y
+
+
+def _decode_all(encoded_images):
+    images = [_decode_image(data) for data in encoded_images]
+    shapes = {image.shape for image in images}
+    if len(shapes) > 1:
+        raise ValueError(f"Images differ in size: found shapes {sorted(shapes)}.")
+    return np.stack(images)
+
+
+def _decode_image(data):
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def _cached(source, cache_dir, load):
+    folder = _cache_folder(cache_dir)
+    key = _source_key(source)
+    files = [folder / f"cifar10_{key}_{name}.npy" for name in _CACHE_ARRAYS]
+    if all(file.is_file() for file in files):
+        return tuple(np.load(file) for file in files)
+    arrays = load(source)
+    folder.mkdir(parents=True, exist_ok=True)
+    for file, array in zip(files, arrays, strict=True):
+        _save_atomically(file, array)
+    return arrays
+
+
+def _cache_folder(cache_dir):
+    if cache_dir is None:
+        cache_dir = (
+            os.environ.get(_CACHE_ENV) or Path.home() / ".cache" / "sklearn_backdoor"
+        )
+    return Path(cache_dir).expanduser()
+
+
+def _source_key(source):
+    """Digest of the resolved path, size and mtime of the source's files."""
+    resolved = source.resolve()
+    files = sorted(resolved.rglob("*")) if resolved.is_dir() else [resolved]
+    digest = hashlib.sha256(str(resolved).encode())
+    for file in files:
+        stat = file.stat()
+        digest.update(f"{file}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def _save_atomically(file, array):
+    # A reader never sees a half-written cache file, even with concurrent writers.
+    handle, temporary = tempfile.mkstemp(dir=file.parent, suffix=".npy.tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            np.save(stream, array)
+        os.replace(temporary, file)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
