@@ -1,0 +1,26 @@
+"""Find and remove backdoor-poisoned samples from training data.
+
+Sanitizers are scikit-learn estimators whose ``fit(X, y)`` decides which
+training samples to keep (``mask_``); :class:`Pipeline` applies them while
+fitting only.
+"""
+
+from sklearn_backdoor.augmentation import RandomCropFlip
+from sklearn_backdoor.base import BackdoorWarning, BaseSanitizer, SanitizerMixin
+from sklearn_backdoor.incompatibility import IncompatibilityClustering
+from sklearn_backdoor.pipeline import Pipeline, SanitizerSampler, make_pipeline
+from sklearn_backdoor.training import FastNeuralNetClassifier
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "BackdoorWarning",
+    "BaseSanitizer",
+    "FastNeuralNetClassifier",
+    "IncompatibilityClustering",
+    "Pipeline",
+    "RandomCropFlip",
+    "SanitizerMixin",
+    "SanitizerSampler",
+    "make_pipeline",
+]

@@ -1,0 +1,179 @@
+"""The sanitizer contract shared by every defense.
+
+A *sanitizer* is a scikit-learn estimator whose ``fit(X, y)`` decides which
+training samples to keep. After fitting it exposes
+
+- ``mask_``: bool array ``(n_samples,)``, True = keep;
+- ``sample_indices_``: the indices of the kept samples;
+- ``scores_``: a per-sample suspicion score (higher = more suspicious) where
+  the method defines one;
+- ``classes_`` and ``n_features_in_``.
+
+``transform(X)`` returns ``mask_`` for the very data seen in ``fit`` and
+raises for any other data: a keep/remove decision exists only for the
+training samples, so there is nothing meaningful to return for new rows.
+:class:`sklearn_backdoor.Pipeline` uses sanitizers while fitting and skips
+them when predicting.
+"""
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_consistent_length, check_is_fitted
+
+from sklearn_backdoor.inputs import (
+    check_sample_array,
+    data_fingerprint,
+    model_input_shape,
+    to_model_tensor,
+)
+from sklearn_backdoor.training import make_net, resolve_device
+
+
+class BackdoorWarning(UserWarning):
+    """Base class of every warning this library emits."""
+
+
+class SanitizerMixin:
+    """Marks an estimator as a sanitizer for :class:`sklearn_backdoor.Pipeline`.
+
+    A sanitizer's ``fit`` sets ``mask_`` (True = keep); the pipeline fits it,
+    passes only the kept rows (and the matching rows of sample-aligned fit
+    parameters) to the later steps, and skips it at predict time.
+    """
+
+    _is_sanitizer = True
+
+    def transform(self, X):
+        """Return the keep-mask of the training data seen in ``fit``.
+
+        Parameters
+        ----------
+        X : array-like
+            Must be the same data that was passed to ``fit`` (same shape,
+            dtype and values).
+
+        Returns
+        -------
+        mask : ndarray of bool, shape (n_samples,)
+            True for the samples to keep. A copy of ``mask_``.
+
+        Raises
+        ------
+        ValueError
+            If ``X`` is not the data seen in ``fit``: sanitizers judge
+            training samples and have no decision for other data.
+        """
+        check_is_fitted(self, "mask_")
+        X = check_sample_array(X)
+        n_features = int(np.prod(X.shape[1:]))
+        if n_features != self.n_features_in_:
+            raise ValueError(
+                f"X has {n_features} features, but {type(self).__name__} is "
+                f"expecting {self.n_features_in_} features as input."
+            )
+        if data_fingerprint(X) != self.fit_fingerprint_:
+            raise ValueError(
+                f"{type(self).__name__}.transform only accepts the data seen in "
+                f"fit ({self.mask_.shape[0]} samples); got different data of shape "
+                f"{X.shape}. Sanitizers decide which *training* samples to keep; "
+                "use mask_ or sample_indices_, or a sklearn_backdoor.Pipeline, "
+                "which skips sanitizers at predict time."
+            )
+        return self.mask_.copy()
+
+    def fit_transform(self, X, y=None, **fit_params):
+        """Fit to ``X, y`` and return the keep-mask (``mask_``)."""
+        return self.fit(X, y, **fit_params).mask_.copy()
+
+
+def is_sanitizer(estimator):
+    """True when ``estimator`` follows the sanitizer contract."""
+    return bool(getattr(estimator, "_is_sanitizer", False))
+
+
+class BaseSanitizer(SanitizerMixin, TransformerMixin, BaseEstimator):
+    """Shared machinery of the network-based sanitizers.
+
+    Subclasses implement ``_fit_mask(X_t, y_t, rng)`` which trains its
+    networks on the device tensors and returns ``(mask, scores)``.
+    """
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Decide which samples of ``(X, y)`` to keep.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, height, width, channels), \
+(n_samples, height, width) or (n_samples, n_features)
+            Training images (uint8 or float) or flat features.
+        y : array-like of shape (n_samples,)
+            Training labels (possibly poisoned).
+
+        Returns
+        -------
+        self : object
+            Fitted sanitizer.
+        """
+        X, y_encoded = self._validate_training_data(X, y)
+        rng = check_random_state(self.random_state)
+        self.device_ = resolve_device(self.device)
+        X_t = to_model_tensor(X, self.device_)
+        y_t = _labels_to_tensor(y_encoded, self.device_)
+        mask, scores = self._fit_mask(X_t, y_t, rng)
+        self._store_decision(mask, scores)
+        return self
+
+    def _validate_training_data(self, X, y):
+        X = check_sample_array(X)
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target "
+                "y is None."
+            )
+        y = np.asarray(y)
+        if y.ndim != 1:
+            raise ValueError(f"y must be 1-dimensional, got shape {y.shape}")
+        check_consistent_length(X, y)
+        check_classification_targets(y)
+        encoder = LabelEncoder().fit(y)
+        if len(encoder.classes_) < 2:
+            raise ValueError(
+                "y must contain at least 2 classes, got "
+                f"{len(encoder.classes_)} class: {encoder.classes_.tolist()}"
+            )
+        self.classes_ = encoder.classes_
+        self.n_features_in_ = int(np.prod(X.shape[1:]))
+        self.input_shape_ = model_input_shape(X)
+        self.fit_fingerprint_ = data_fingerprint(X)
+        return X, encoder.transform(y)
+
+    def _new_net(self, rng):
+        """A fresh skorch net for one model, seeded from ``rng``."""
+        return make_net(
+            self.net,
+            n_classes=len(self.classes_),
+            input_shape=self.input_shape_,
+            device=self.device_,
+            random_state=int(rng.randint(np.iinfo(np.int32).max)),
+        )
+
+    def _store_decision(self, mask, scores):
+        self.mask_ = np.asarray(mask, dtype=bool)
+        self.sample_indices_ = np.flatnonzero(self.mask_)
+        if scores is not None:
+            self.scores_ = np.asarray(scores, dtype=np.float64)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+
+def _labels_to_tensor(y_encoded, device):
+    return torch.as_tensor(y_encoded, dtype=torch.long, device=device)

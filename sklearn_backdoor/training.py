@@ -1,0 +1,420 @@
+"""The fast training engine shared by every defense.
+
+Every network a defense trains is a skorch ``NeuralNetClassifier``. To keep the
+GPU busy through skorch, :class:`FastNeuralNetClassifier` changes four things
+and nothing else:
+
+- batches are index slices of tensors that already live on the device
+  (:class:`DeviceBatchIterator` replaces the per-sample ``DataLoader``);
+- augmentation is applied to the whole batch on the device
+  (:class:`~sklearn_backdoor.augmentation.RandomCropFlip`);
+- the epoch loss is accumulated on the device and read back once per epoch,
+  not once per batch (skorch's ``run_single_epoch`` calls ``.item()`` per batch);
+- the forward pass runs under bf16 autocast on CUDA.
+
+Randomness comes from a ``torch.Generator`` owned by each net and seeded from
+``random_state``, so nets trained in parallel threads stay reproducible.
+"""
+
+import threading
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.base import clone
+from skorch import NeuralNetClassifier
+
+from sklearn_backdoor.augmentation import RandomCropFlip
+from sklearn_backdoor.networks import build_network, default_network_name
+
+# torch's default generator is process-global: module initialisation under a
+# fixed seed must not interleave with another thread's.
+_GLOBAL_RNG_LOCK = threading.Lock()
+
+PRESETS = {
+    "preact_resnet18": {
+        "optimizer": torch.optim.SGD,
+        "lr": 0.02,
+        "optimizer__momentum": 0.9,
+        "optimizer__weight_decay": 5e-4,
+        "batch_size": 128,
+        "iterator_train__augmentation": RandomCropFlip(padding=4),
+    },
+    "resnet32": {
+        "optimizer": torch.optim.SGD,
+        "lr": 0.1,
+        "optimizer__momentum": 0.9,
+        "optimizer__weight_decay": 1e-4,
+        "batch_size": 128,
+        "iterator_train__augmentation": RandomCropFlip(padding=4),
+    },
+    "fast": {
+        "optimizer": torch.optim.SGD,
+        "lr": 0.05,
+        "optimizer__momentum": 0.9,
+        "optimizer__nesterov": True,
+        "optimizer__weight_decay": 5e-4,
+        "batch_size": 512,
+        "iterator_train__augmentation": RandomCropFlip(padding=4),
+    },
+    "mlp": {
+        "optimizer": torch.optim.AdamW,
+        "lr": 1e-3,
+        "optimizer__weight_decay": 1e-4,
+        "batch_size": 128,
+        "iterator_train__augmentation": None,
+    },
+}
+
+
+def resolve_device(device):
+    """Return ``"cuda"`` for ``"auto"`` when CUDA is available, else ``"cpu"``.
+
+    Any other value is checked by ``torch.device`` and returned unchanged.
+    """
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device must be 'auto' or a torch device string, got {device!r}"
+        ) from exc
+    return device
+
+
+class DeviceBatchIterator:
+    """Mini-batches of a skorch ``Dataset`` whose tensors are on the device.
+
+    A drop-in for ``torch.utils.data.DataLoader`` as skorch's
+    ``iterator_train``/``iterator_valid``: each batch is an index slice
+    (``X[idx]``) of the data set's tensors, so no sample passes through the
+    host.
+
+    Parameters
+    ----------
+    dataset : skorch.dataset.Dataset
+        Holds ``X`` (tensor) and ``y`` (tensor or None).
+    batch_size : int, default=128
+    shuffle : bool, default=False
+        Draw a new permutation for every pass over the data.
+    drop_last : bool, default=False
+        Drop the last incomplete batch, as the reference implementation does
+        while training. A data set smaller than one batch is still yielded
+        as a single batch.
+    augmentation : callable or None, default=None
+        Applied to each input batch (e.g. :class:`RandomCropFlip`).
+    generator : torch.Generator or None, default=None
+        Source of the permutations; it must live on the data's device.
+    """
+
+    def __init__(
+        self,
+        dataset,
+        batch_size=128,
+        shuffle=False,
+        drop_last=False,
+        augmentation=None,
+        generator=None,
+    ):
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.augmentation = augmentation
+        self.generator = generator
+
+    def __len__(self):
+        n = len(self.dataset.X)
+        if self.drop_last and n >= self.batch_size:
+            return n // self.batch_size
+        return -(-n // self.batch_size)
+
+    def __iter__(self):
+        X, y = self.dataset.X, self.dataset.y
+        n = len(X)
+        if self.shuffle:
+            order = torch.randperm(n, device=X.device, generator=self.generator)
+        else:
+            order = None
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            stop = min(start + self.batch_size, n)
+            if order is None:
+                Xb = X[start:stop]
+                yb = None if y is None else y[start:stop]
+            else:
+                idx = order[start:stop]
+                Xb = X[idx]
+                yb = None if y is None else y[idx]
+            if self.augmentation is not None:
+                Xb = self.augmentation(Xb, generator=self.generator)
+            yield Xb, yb
+
+
+class FastNeuralNetClassifier(NeuralNetClassifier):
+    """A skorch classifier that trains at the speed of device-resident data.
+
+    Same parameters as ``skorch.NeuralNetClassifier`` with defaults suited to
+    this library (cross-entropy on logits, no internal validation split,
+    :class:`DeviceBatchIterator`), plus:
+
+    Parameters
+    ----------
+    module : torch.nn.Module class or instance
+        Must return logits.
+    random_state : int or None, default=None
+        Seeds module initialisation and this net's ``torch.Generator``, which
+        draws the batch order and the augmentation.
+    precision : {"auto", "bf16", "fp32"}, default="auto"
+        ``"auto"`` uses bf16 autocast on CUDA and fp32 elsewhere.
+    **kwargs
+        Passed to ``skorch.NeuralNetClassifier``; e.g.
+        ``iterator_train__augmentation=RandomCropFlip()``.
+
+    Notes
+    -----
+    Give it tensors that already live on ``device``; numpy arrays work too
+    but are copied to the device on every call.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_backdoor.networks import MLP
+    >>> from sklearn_backdoor.training import FastNeuralNetClassifier
+    >>> X = np.random.RandomState(0).rand(64, 4).astype(np.float32)
+    >>> y = (X[:, 0] > 0.5).astype(np.int64)
+    >>> net = FastNeuralNetClassifier(MLP, module__n_features=4,
+    ...     module__n_classes=2, max_epochs=2, random_state=0, verbose=0)
+    >>> net.fit(X, y).predict(X).shape
+    (64,)
+    """
+
+    def __init__(
+        self,
+        module,
+        *args,
+        criterion=torch.nn.CrossEntropyLoss,
+        train_split=None,
+        iterator_train=DeviceBatchIterator,
+        iterator_valid=DeviceBatchIterator,
+        random_state=None,
+        precision="auto",
+        **kwargs,
+    ):
+        kwargs.setdefault("iterator_train__shuffle", True)
+        kwargs.setdefault("iterator_train__drop_last", True)
+        super().__init__(
+            module,
+            *args,
+            criterion=criterion,
+            train_split=train_split,
+            iterator_train=iterator_train,
+            iterator_valid=iterator_valid,
+            **kwargs,
+        )
+        self.random_state = random_state
+        self.precision = precision
+
+    def initialize(self):
+        """Initialise as skorch does, under this net's seed."""
+        seed = _seed_from(self.random_state)
+        with _GLOBAL_RNG_LOCK, seeded_global_rng(seed, self.device):
+            super().initialize()
+        self.generator_ = torch.Generator(device=self.device).manual_seed(seed)
+        if self._uses_cuda() and _has_conv(self.module_):
+            self.module_.to(memory_format=torch.channels_last)
+        return self
+
+    def get_iterator(self, dataset, training=False):
+        """Return a batch iterator; a :class:`DeviceBatchIterator` gets the
+        net's generator."""
+        iterator = super().get_iterator(dataset, training=training)
+        if isinstance(iterator, DeviceBatchIterator):
+            iterator.generator = self.generator_
+        return iterator
+
+    def get_dataset(self, X, y=None):
+        """Wrap ``X`` and ``y``, moving numpy input to the device once."""
+        if isinstance(X, np.ndarray):
+            X = torch.as_tensor(X, device=self.device)
+        if isinstance(y, np.ndarray):
+            y = torch.as_tensor(y, device=self.device)
+        return super().get_dataset(X, y)
+
+    def check_data(self, X, y):
+        """Skip skorch's host-side ``np.unique(y)`` when ``classes`` is set."""
+        if self.classes is None:
+            super().check_data(X, y)
+
+    def infer(self, x, **fit_params):
+        """Forward pass, under bf16 autocast where :attr:`precision` asks."""
+        with torch.autocast(
+            device_type=torch.device(self.device).type,
+            dtype=torch.bfloat16,
+            enabled=self._uses_autocast(),
+        ):
+            return super().infer(x, **fit_params)
+
+    def get_loss(self, y_pred, y_true, *args, **kwargs):
+        """Loss computed in fp32 whatever the forward precision."""
+        return super().get_loss(y_pred.float(), y_true, *args, **kwargs)
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        """One pass over ``iterator`` with a single host sync at its end."""
+        if iterator is None:
+            return
+        loss_sum = torch.zeros((), device=self.device)
+        n_seen = 0
+        n_batches = 0
+        for batch in iterator:
+            self.notify("on_batch_begin", batch=batch, training=training)
+            step = step_fn(batch, **fit_params)
+            batch_size = len(batch[0])
+            loss_sum += step["loss"].detach().float() * batch_size
+            n_seen += batch_size
+            n_batches += 1
+            self.notify("on_batch_end", batch=batch, training=training, **step)
+        if n_batches:
+            self.history.record_batch(prefix + "_loss", (loss_sum / n_seen).item())
+            self.history.record_batch(prefix + "_batch_size", n_seen)
+        self.history.record(prefix + "_batch_count", n_batches)
+
+    def _uses_cuda(self):
+        return torch.device(self.device).type == "cuda"
+
+    def _uses_autocast(self):
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ValueError(
+                f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}"
+            )
+        if self.precision == "auto":
+            return self._uses_cuda()
+        return self.precision == "bf16"
+
+
+def _has_conv(module):
+    return any(isinstance(m, torch.nn.Conv2d) for m in module.modules())
+
+
+def _seed_from(random_state):
+    if random_state is None:
+        return int(torch.seed() % (2**31))
+    return int(random_state)
+
+
+@contextmanager
+def seeded_global_rng(seed, device="cpu"):
+    """Run a block under ``torch.manual_seed(seed)`` and restore the global
+    generators afterwards, so the caller's random state is untouched."""
+    cuda_devices = []
+    if torch.device(device).type == "cuda":
+        cuda_devices = [torch.device(device).index or 0]
+    with torch.random.fork_rng(devices=cuda_devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def make_net(net, *, n_classes, input_shape, device, random_state):
+    """Return a fresh, unfitted skorch net for one model of a defense.
+
+    Parameters
+    ----------
+    net : None, str or skorch.NeuralNetClassifier
+        ``None`` or ``"auto"`` picks a preset from ``input_shape``
+        (:func:`~sklearn_backdoor.networks.default_network_name`); a preset
+        name (one of :data:`PRESETS`) builds that network with the paper's
+        optimiser settings; a skorch net is cloned (its own settings kept,
+        its ``device`` replaced by ``device``). Give a skorch net a module
+        *class* so that each model starts from its own initialisation; a
+        module instance is copied, weights included.
+    n_classes : int
+    input_shape : tuple of int
+        Per-sample shape: ``(C, H, W)`` or ``(n_features,)``.
+    device : str
+        A resolved torch device string.
+    random_state : int
+        Seed of this model.
+
+    Returns
+    -------
+    skorch.NeuralNetClassifier
+    """
+    if net is None or isinstance(net, str):
+        name = default_network_name(input_shape) if net in (None, "auto") else net
+        if name not in PRESETS:
+            raise ValueError(
+                f"net must be None, 'auto', one of {sorted(PRESETS)} or a skorch "
+                f"NeuralNetClassifier, got {net!r}"
+            )
+        return FastNeuralNetClassifier(
+            build_network,
+            module__name=name,
+            module__n_classes=n_classes,
+            module__input_shape=tuple(input_shape),
+            classes=list(range(n_classes)),
+            device=device,
+            random_state=random_state,
+            verbose=0,
+            **PRESETS[name],
+        )
+    if not isinstance(net, NeuralNetClassifier):
+        raise TypeError(
+            "net must be None, a preset name or a skorch NeuralNetClassifier, "
+            f"got {type(net).__name__}"
+        )
+    fresh = clone(net).set_params(device=device)
+    if isinstance(fresh, FastNeuralNetClassifier):
+        fresh.set_params(random_state=random_state)
+    return fresh
+
+
+def train_net(net, X, y, *, epochs, random_state=None, warm_start=False):
+    """Train ``net`` on device tensors for ``epochs`` epochs.
+
+    With ``warm_start=True`` an initialised net continues from its current
+    weights and optimiser state (``partial_fit``), as ISPL does across its
+    iterations; otherwise it starts afresh. A net that is not a
+    :class:`FastNeuralNetClassifier` is trained under a global seed drawn from
+    ``random_state``, holding a lock so that parallel fits stay reproducible.
+    """
+    net.set_params(max_epochs=int(epochs))
+    if epochs <= 0:
+        if not warm_start:
+            net.initialize()
+        return net
+    if isinstance(net, FastNeuralNetClassifier):
+        return net.partial_fit(X, y) if warm_start else net.fit(X, y)
+    seed = _seed_from(random_state)
+    with _GLOBAL_RNG_LOCK, seeded_global_rng(seed, net.device):
+        return net.partial_fit(X, y) if warm_start else net.fit(X, y)
+
+
+def predict_logits(net, X, *, augmentation=None, batch_size=None):
+    """Logits of a fitted net on device tensor ``X``, computed in eval mode.
+
+    ``augmentation`` (if given) is applied to each batch first, which is how
+    the reference implementation scores samples (through its training
+    loader). Returns an fp32 tensor on ``X``'s device.
+    """
+    batch_size = batch_size or max(1024, 4 * int(net.batch_size))
+    generator = getattr(net, "generator_", None)
+    net.module_.eval()
+    outputs = []
+    with torch.inference_mode():
+        for start in range(0, len(X), batch_size):
+            Xb = X[start : start + batch_size]
+            if augmentation is not None:
+                Xb = augmentation(Xb, generator=generator)
+            outputs.append(net.infer(Xb).float())
+    return torch.cat(outputs)
+
+
+def per_sample_loss(logits, y):
+    """Cross-entropy of each sample (no reduction)."""
+    return F.cross_entropy(logits, y, reduction="none")
+
+
+def train_augmentation(net):
+    """The batch augmentation a net trains with, or None."""
+    return getattr(net, "iterator_train__augmentation", None)
