@@ -1,0 +1,167 @@
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.preprocessing import StandardScaler
+
+from sklearn_backdoor import (
+    IncompatibilityClustering,
+    Pipeline,
+    SanitizerMixin,
+    SanitizerSampler,
+    make_pipeline,
+)
+from sklearn_backdoor.inputs import check_sample_array, data_fingerprint
+
+
+class DropLargeFirstFeature(SanitizerMixin, TransformerMixin, BaseEstimator):
+    """Keeps the rows whose first feature is at most ``threshold``."""
+
+    def __init__(self, threshold=0.8):
+        self.threshold = threshold
+
+    def fit(self, X, y=None):
+        X = check_sample_array(X)
+        self.mask_ = X[:, 0] <= self.threshold
+        self.sample_indices_ = np.flatnonzero(self.mask_)
+        self.n_features_in_ = X.shape[1]
+        self.fit_fingerprint_ = data_fingerprint(X)
+        return self
+
+
+class RecordingClassifier(ClassifierMixin, BaseEstimator):
+    """Remembers what it was fitted on; predicts the majority class."""
+
+    def fit(self, X, y, sample_weight=None):
+        self.X_fit_, self.y_fit_, self.sample_weight_ = X, y, sample_weight
+        self.classes_ = np.unique(y)
+        self.majority_ = np.bincount(y).argmax()
+        return self
+
+    def predict(self, X):
+        return np.full(len(X), self.majority_)
+
+
+def _data(n=100, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.rand(n, 3)
+    y = (X[:, 1] > 0.5).astype(int)
+    return X, y
+
+
+def test_later_steps_and_sample_weight_see_only_the_kept_rows():
+    X, y = _data()
+    weights = np.arange(len(y), dtype=float)
+    pipe = Pipeline(
+        [("clean", DropLargeFirstFeature()), ("clf", RecordingClassifier())]
+    )
+    pipe.fit(X, y, clf__sample_weight=weights)
+    keep = X[:, 0] <= 0.8
+    clf = pipe.named_steps["clf"]
+    np.testing.assert_array_equal(clf.X_fit_, X[keep])
+    np.testing.assert_array_equal(clf.y_fit_, y[keep])
+    np.testing.assert_array_equal(clf.sample_weight_, weights[keep])
+
+
+def test_transformers_after_a_sanitizer_are_fitted_on_kept_rows_only():
+    X, y = _data()
+    pipe = make_pipeline(DropLargeFirstFeature(), StandardScaler(), LogisticRegression())
+    pipe.fit(X, y)
+    keep = X[:, 0] <= 0.8
+    np.testing.assert_allclose(pipe.named_steps["standardscaler"].mean_, X[keep].mean(0))
+
+
+def test_prediction_skips_the_sanitizer_and_covers_every_row():
+    X, y = _data()
+    X_new, _ = _data(n=37, seed=1)
+    pipe = Pipeline([("clean", DropLargeFirstFeature()), ("clf", LogisticRegression())])
+    pipe.fit(X, y)
+    reference = LogisticRegression().fit(X[X[:, 0] <= 0.8], y[X[:, 0] <= 0.8])
+    np.testing.assert_array_equal(pipe.predict(X_new), reference.predict(X_new))
+    assert pipe.score(X_new, reference.predict(X_new)) == 1.0
+    assert pipe.predict_proba(X_new).shape == (37, 2)
+    assert pipe.fit_predict(X, y).shape == (100,)
+
+
+def test_pipeline_works_in_grid_search_and_cross_validation():
+    X, y = _data(200)
+    pipe = Pipeline([("clean", DropLargeFirstFeature()), ("clf", LogisticRegression())])
+    search = GridSearchCV(pipe, {"clean__threshold": [0.5, 0.9]}, cv=3).fit(X, y)
+    assert search.best_params_["clean__threshold"] in (0.5, 0.9)
+    assert set(search.cv_results_["param_clean__threshold"]) == {0.5, 0.9}
+    scores = cross_val_score(pipe, X, y, cv=3)
+    assert scores.shape == (3,)
+    assert np.all(scores > 0.8)
+
+
+def test_clone_and_pickle_round_trip():
+    X, y = _data()
+    pipe = Pipeline([("clean", DropLargeFirstFeature(0.6)), ("clf", LogisticRegression())])
+    cloned = clone(pipe)
+    assert isinstance(cloned, Pipeline)
+    assert cloned.get_params()["clean__threshold"] == 0.6
+    fitted = pipe.fit(X, y)
+    restored = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(restored.predict(X), fitted.predict(X))
+    np.testing.assert_array_equal(
+        restored.named_steps["clean"].mask_, fitted.named_steps["clean"].mask_
+    )
+
+
+def test_fit_transform_returns_all_rows():
+    X, y = _data()
+    pipe = Pipeline([("clean", DropLargeFirstFeature()), ("scale", StandardScaler())])
+    assert pipe.fit_transform(X, y).shape == X.shape
+
+
+def test_user_line_with_incompatibility_clustering_runs_as_written():
+    X, y = _data(120)
+    pipe = Pipeline(
+        [
+            (
+                "clean",
+                IncompatibilityClustering(
+                    n_components=2,
+                    n_bags=1,
+                    warmup_epochs=1,
+                    epochs_per_iteration=1,
+                    weak_learner_epochs=2,
+                    self_training=False,
+                    random_state=0,
+                ),
+            ),
+            ("clf", RecordingClassifier()),
+        ]
+    )
+    pipe.fit(X, y)
+    mask = pipe.named_steps["clean"].mask_
+    np.testing.assert_array_equal(pipe.named_steps["clf"].X_fit_, X[mask])
+    restored = pickle.loads(pickle.dumps(pipe))
+    np.testing.assert_array_equal(restored.predict(X), pipe.predict(X))
+
+
+def test_sanitizer_sampler_resamples_in_imblearn_pipeline():
+    imblearn_pipeline = pytest.importorskip("imblearn.pipeline")
+    X, y = _data()
+    pipe = imblearn_pipeline.Pipeline(
+        [
+            ("clean", SanitizerSampler(DropLargeFirstFeature())),
+            ("clf", RecordingClassifier()),
+        ]
+    )
+    pipe.fit(X, y)
+    keep = X[:, 0] <= 0.8
+    np.testing.assert_array_equal(pipe.named_steps["clf"].X_fit_, X[keep])
+    np.testing.assert_array_equal(
+        pipe.named_steps["clean"].sample_indices_, np.flatnonzero(keep)
+    )
+    assert pipe.predict(X).shape == (100,)
+
+
+def test_sanitizer_sampler_rejects_non_sanitizers():
+    X, y = _data()
+    with pytest.raises(TypeError, match="sanitizer must be a sanitizer"):
+        SanitizerSampler(StandardScaler()).fit_resample(X, y)

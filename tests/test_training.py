@@ -1,0 +1,193 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from skorch import NeuralNetClassifier
+from skorch.dataset import Dataset
+
+from sklearn_backdoor.augmentation import RandomCropFlip, flip_batch, translate_batch
+from sklearn_backdoor.networks import MLP
+from sklearn_backdoor.training import (
+    DeviceBatchIterator,
+    FastNeuralNetClassifier,
+    default_augmentation,
+    make_net,
+    predict_logits,
+    resolve_device,
+    train_net,
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(1, 300),
+    batch_size=st.integers(1, 64),
+    shuffle=st.booleans(),
+)
+def test_iterator_visits_every_sample_once_without_drop_last(n, batch_size, shuffle):
+    X = torch.arange(n)
+    iterator = DeviceBatchIterator(
+        Dataset(X, X), batch_size=batch_size, shuffle=shuffle, drop_last=False
+    )
+    batches = list(iterator)
+    seen = torch.cat([xb for xb, _ in batches])
+    assert len(batches) == len(iterator) == -(-n // batch_size)
+    assert sorted(seen.tolist()) == list(range(n))
+    assert all(torch.equal(xb, yb) for xb, yb in batches)
+
+
+@pytest.mark.parametrize(
+    ("n", "batch_size", "expected_batches"), [(10, 4, 2), (3, 4, 1), (8, 4, 2)]
+)
+def test_iterator_drop_last_keeps_full_batches_or_one_small(
+    n, batch_size, expected_batches
+):
+    iterator = DeviceBatchIterator(
+        Dataset(torch.arange(n), None), batch_size=batch_size, drop_last=True
+    )
+    batches = list(iterator)
+    assert len(batches) == expected_batches
+    assert batches[0][1] is None
+    assert all(len(xb) == min(n, batch_size) for xb, _ in batches)
+
+
+def test_translate_batch_is_a_shifted_window_of_the_zero_padded_image():
+    x = torch.arange(1, 2 * 1 * 5 * 5 + 1, dtype=torch.float32).reshape(2, 1, 5, 5)
+    generator = torch.Generator().manual_seed(0)
+    out = translate_batch(x, 2, generator)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for i in range(2):
+        windows = [
+            padded[i, :, r : r + 5, c : c + 5] for r in range(5) for c in range(5)
+        ]
+        assert any(torch.equal(out[i], w) for w in windows)
+    assert out.shape == x.shape
+
+
+def test_flip_batch_mirrors_or_keeps_each_image_and_draws_both():
+    x = torch.randn(64, 2, 3, 4)
+    out = flip_batch(x, torch.Generator().manual_seed(1))
+    flipped = [torch.equal(o, xi.flip(2)) for o, xi in zip(out, x)]
+    kept = [torch.equal(o, xi) for o, xi in zip(out, x)]
+    assert all(f or k for f, k in zip(flipped, kept))
+    assert 0 < sum(flipped) < 64
+
+
+def test_random_crop_flip_without_padding_or_flip_is_identity():
+    x = torch.randn(3, 3, 6, 6)
+    assert torch.equal(RandomCropFlip(padding=0, flip=False)(x), x)
+
+
+@pytest.mark.parametrize(
+    ("shape", "expected"),
+    [
+        ((3, 32, 32), RandomCropFlip(padding=4, flip=True)),
+        ((1, 8, 8), RandomCropFlip(padding=1, flip=False)),
+        ((64,), None),
+    ],
+)
+def test_default_augmentation_scales_with_the_image(shape, expected):
+    assert default_augmentation(shape) == expected
+
+
+def _tiny_data(n=64, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.rand(n, 4).astype(np.float32)
+    y = (X[:, 0] > 0.5).astype(np.int64)
+    return torch.from_numpy(X), torch.from_numpy(y)
+
+
+def _fit_weights(random_state, epochs=3):
+    X, y = _tiny_data()
+    net = make_net(
+        None, n_classes=2, input_shape=(4,), device="cpu", random_state=random_state
+    )
+    train_net(net, X, y, epochs=epochs)
+    return torch.cat([p.detach().flatten() for p in net.module_.parameters()])
+
+
+def test_training_is_reproducible_and_leaves_the_global_rng_alone():
+    state = torch.get_rng_state()
+    first, second, other = _fit_weights(3), _fit_weights(3), _fit_weights(4)
+    assert torch.equal(first, second)
+    assert not torch.equal(first, other)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_epoch_loss_is_recorded_once_per_epoch_and_decreases():
+    X, y = _tiny_data(256)
+    net = make_net(None, n_classes=2, input_shape=(4,), device="cpu", random_state=0)
+    train_net(net, X, y, epochs=15)
+    losses = net.history[:, "train_loss"]
+    assert len(losses) == 15
+    assert all(len(epoch["batches"]) == 2 for epoch in net.history)
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_warm_start_continues_from_the_current_weights():
+    X, y = _tiny_data()
+    net = make_net(None, n_classes=2, input_shape=(4,), device="cpu", random_state=0)
+    train_net(net, X, y, epochs=2)
+    before = next(net.module_.parameters()).detach().clone()
+    train_net(net, X, y, epochs=1, warm_start=True)
+    assert len(net.history) == 3
+    assert not torch.equal(before, next(net.module_.parameters()))
+
+
+def test_predict_logits_matches_the_module_in_eval_mode():
+    X, y = _tiny_data()
+    net = make_net(None, n_classes=2, input_shape=(4,), device="cpu", random_state=0)
+    train_net(net, X, y, epochs=2)
+    logits = predict_logits(net, X, batch_size=7)
+    net.module_.eval()
+    with torch.no_grad():
+        expected = net.module_(X)
+    assert logits.shape == (64, 2)
+    assert torch.allclose(logits, expected, atol=1e-5)
+
+
+def test_user_skorch_net_is_cloned_onto_the_device_and_trains():
+    user_net = NeuralNetClassifier(
+        MLP,
+        module__n_features=4,
+        module__n_classes=2,
+        criterion=torch.nn.CrossEntropyLoss,
+        train_split=None,
+        max_epochs=1,
+        verbose=0,
+    )
+    X, y = _tiny_data()
+    net = make_net(user_net, n_classes=2, input_shape=(4,), device="cpu", random_state=1)
+    assert net is not user_net
+    train_net(net, X, y, epochs=2, random_state=1)
+    assert len(net.history) == 2
+    assert not hasattr(user_net, "module_")
+
+
+@pytest.mark.parametrize(
+    ("net", "error", "match"),
+    [
+        ("resnet50", ValueError, "net must be None, 'auto', one of"),
+        (object(), TypeError, "net must be None, a preset name"),
+    ],
+)
+def test_make_net_rejects_unknown_nets(net, error, match):
+    with pytest.raises(error, match=match):
+        make_net(net, n_classes=2, input_shape=(4,), device="cpu", random_state=0)
+
+
+def test_resolve_device():
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == "cpu"
+    with pytest.raises(ValueError, match="device must be 'auto' or a torch device"):
+        resolve_device("gpu-please")
+
+
+def test_precision_is_validated():
+    X, y = _tiny_data()
+    net = FastNeuralNetClassifier(
+        MLP, module__n_features=4, module__n_classes=2, precision="fp8", verbose=0
+    )
+    with pytest.raises(ValueError, match="precision must be 'auto', 'bf16' or 'fp32'"):
+        net.fit(X, y)
