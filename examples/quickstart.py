@@ -14,7 +14,6 @@ Runs on a CPU in about a minute::
 
 import time
 
-import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import FunctionTransformer
@@ -98,9 +97,7 @@ def main():
         else:
             counts = removal_counts(mask, poisoned.poison_indices)
             fp, fn = counts.false_positives, counts.false_negatives
-        print(
-            f"{name:<12}{tmr:>8.1%}{accuracy:>11.1%}{fp:>6d}{fn:>6d}{seconds:>9.1f}"
-        )
+        print(f"{name:<12}{tmr:>8.1%}{accuracy:>11.1%}{fp:>6d}{fn:>6d}{seconds:>9.1f}")
 
 
 if __name__ == "__main__":

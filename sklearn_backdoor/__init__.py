@@ -5,22 +5,30 @@ training samples to keep (``mask_``); :class:`Pipeline` applies them while
 fitting only.
 """
 
+from sklearn_backdoor.activation_clustering import ActivationClusteringFilter
 from sklearn_backdoor.augmentation import RandomCropFlip
 from sklearn_backdoor.base import BackdoorWarning, BaseSanitizer, SanitizerMixin
 from sklearn_backdoor.incompatibility import IncompatibilityClustering
+from sklearn_backdoor.itlm import ITLMFilter
+from sklearn_backdoor.minimax import NoisyLabelMinimaxTrainer
 from sklearn_backdoor.pipeline import Pipeline, SanitizerSampler, make_pipeline
+from sklearn_backdoor.spectral_signatures import SpectralSignatureFilter
 from sklearn_backdoor.training import FastNeuralNetClassifier
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "ActivationClusteringFilter",
     "BackdoorWarning",
     "BaseSanitizer",
     "FastNeuralNetClassifier",
+    "ITLMFilter",
     "IncompatibilityClustering",
+    "NoisyLabelMinimaxTrainer",
     "Pipeline",
     "RandomCropFlip",
     "SanitizerMixin",
     "SanitizerSampler",
+    "SpectralSignatureFilter",
     "make_pipeline",
 ]

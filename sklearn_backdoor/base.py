@@ -22,13 +22,19 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_consistent_length, check_is_fitted
+from sklearn.utils.validation import (
+    check_consistent_length,
+    check_is_fitted,
+    column_or_1d,
+)
 
 from sklearn_backdoor.inputs import (
     check_sample_array,
     data_fingerprint,
     model_input_shape,
-    to_model_tensor,
+    standardization_stats,
+    to_float_channels_first,
+    to_standardized_tensor,
 )
 from sklearn_backdoor.training import make_net, resolve_device
 
@@ -121,8 +127,7 @@ class BaseSanitizer(SanitizerMixin, TransformerMixin, BaseEstimator):
         """
         X, y_encoded = self._validate_training_data(X, y)
         rng = check_random_state(self.random_state)
-        self.device_ = resolve_device(self.device)
-        X_t = to_model_tensor(X, self.device_)
+        X_t = self._training_tensor(X)
         y_t = _labels_to_tensor(y_encoded, self.device_)
         mask, scores = self._fit_mask(X_t, y_t, rng)
         self._store_decision(mask, scores)
@@ -135,9 +140,7 @@ class BaseSanitizer(SanitizerMixin, TransformerMixin, BaseEstimator):
                 f"{type(self).__name__} requires y to be passed, but the target "
                 "y is None."
             )
-        y = np.asarray(y)
-        if y.ndim != 1:
-            raise ValueError(f"y must be 1-dimensional, got shape {y.shape}")
+        y = column_or_1d(y, warn=True)
         check_consistent_length(X, y)
         check_classification_targets(y)
         encoder = LabelEncoder().fit(y)
@@ -151,6 +154,39 @@ class BaseSanitizer(SanitizerMixin, TransformerMixin, BaseEstimator):
         self.input_shape_ = model_input_shape(X)
         self.fit_fingerprint_ = data_fingerprint(X)
         return X, encoder.transform(y)
+
+    def _training_tensor(self, X):
+        """Standardise the validated training data onto the device.
+
+        Sets ``device_`` and the statistics ``input_mean_``/``input_std_``
+        that :meth:`_new_data_tensor` reuses for other data.
+        """
+        self.device_ = resolve_device(self.device)
+        Xf = to_float_channels_first(X)
+        self.input_mean_, self.input_std_ = standardization_stats(Xf)
+        return to_standardized_tensor(
+            Xf, self.input_mean_, self.input_std_, self.device_
+        )
+
+    def _new_data_tensor(self, X, name="X"):
+        """Validate data other than the training set and standardise it with
+        the training statistics."""
+        X = check_sample_array(X, input_name=name)
+        n_features = int(np.prod(X.shape[1:]))
+        if n_features != self.n_features_in_:
+            raise ValueError(
+                f"{name} has {n_features} features, but {type(self).__name__} is "
+                f"expecting {self.n_features_in_} features as input."
+            )
+        if model_input_shape(X) != self.input_shape_:
+            raise ValueError(
+                f"{name} has per-sample shape {model_input_shape(X)} (channels "
+                f"first), but {type(self).__name__} was fitted on samples of shape "
+                f"{self.input_shape_}."
+            )
+        return to_standardized_tensor(
+            to_float_channels_first(X), self.input_mean_, self.input_std_, self.device_
+        )
 
     def _new_net(self, rng):
         """A fresh skorch net for one model, seeded from ``rng``."""

@@ -81,17 +81,13 @@ def standardization_stats(Xf):
     return mean.astype(np.float32).reshape(shape), std.astype(np.float32).reshape(shape)
 
 
-def to_model_tensor(X, device):
-    """Validated ``X`` as a standardised float32 tensor on ``device``.
+def to_standardized_tensor(Xf, mean, std, device):
+    """``(Xf - mean) / std`` as a float32 tensor on ``device``.
 
-    Images are stored channels-last in memory on CUDA, the layout the
-    convolutions run fastest in.
+    ``Xf`` comes from :func:`to_float_channels_first`. Images are stored
+    channels-last in memory on CUDA, the layout convolutions run fastest in.
     """
-    Xf = to_float_channels_first(X)
-    mean, std = standardization_stats(Xf)
-    Xf -= mean
-    Xf /= std
-    tensor = torch.from_numpy(Xf).to(device)
+    tensor = torch.from_numpy((Xf - mean) / std).to(device)
     if tensor.ndim == 4 and torch.device(device).type == "cuda":
         tensor = tensor.contiguous(memory_format=torch.channels_last)
     return tensor

@@ -14,15 +14,6 @@ from sklearn_backdoor.networks import (
 IMAGE_NETWORKS = [FastCNN, PreActResNet18, ResNet32]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_torch_thread():
-    # Tiny CPU batches run much slower with several threads on a busy machine.
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
-
-
 def _n_parameters(network):
     return sum(p.numel() for p in network.parameters())
 

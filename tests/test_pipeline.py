@@ -68,10 +68,14 @@ def test_later_steps_and_sample_weight_see_only_the_kept_rows():
 
 def test_transformers_after_a_sanitizer_are_fitted_on_kept_rows_only():
     X, y = _data()
-    pipe = make_pipeline(DropLargeFirstFeature(), StandardScaler(), LogisticRegression())
+    pipe = make_pipeline(
+        DropLargeFirstFeature(), StandardScaler(), LogisticRegression()
+    )
     pipe.fit(X, y)
     keep = X[:, 0] <= 0.8
-    np.testing.assert_allclose(pipe.named_steps["standardscaler"].mean_, X[keep].mean(0))
+    np.testing.assert_allclose(
+        pipe.named_steps["standardscaler"].mean_, X[keep].mean(0)
+    )
 
 
 def test_prediction_skips_the_sanitizer_and_covers_every_row():
@@ -99,7 +103,9 @@ def test_pipeline_works_in_grid_search_and_cross_validation():
 
 def test_clone_and_pickle_round_trip():
     X, y = _data()
-    pipe = Pipeline([("clean", DropLargeFirstFeature(0.6)), ("clf", LogisticRegression())])
+    pipe = Pipeline(
+        [("clean", DropLargeFirstFeature(0.6)), ("clf", LogisticRegression())]
+    )
     cloned = clone(pipe)
     assert isinstance(cloned, Pipeline)
     assert cloned.get_params()["clean__threshold"] == 0.6

@@ -68,9 +68,9 @@ def test_translate_batch_is_a_shifted_window_of_the_zero_padded_image():
 def test_flip_batch_mirrors_or_keeps_each_image_and_draws_both():
     x = torch.randn(64, 2, 3, 4)
     out = flip_batch(x, torch.Generator().manual_seed(1))
-    flipped = [torch.equal(o, xi.flip(2)) for o, xi in zip(out, x)]
-    kept = [torch.equal(o, xi) for o, xi in zip(out, x)]
-    assert all(f or k for f, k in zip(flipped, kept))
+    flipped = [torch.equal(o, xi.flip(2)) for o, xi in zip(out, x, strict=True)]
+    kept = [torch.equal(o, xi) for o, xi in zip(out, x, strict=True)]
+    assert all(f or k for f, k in zip(flipped, kept, strict=True))
     assert 0 < sum(flipped) < 64
 
 
@@ -158,7 +158,9 @@ def test_user_skorch_net_is_cloned_onto_the_device_and_trains():
         verbose=0,
     )
     X, y = _tiny_data()
-    net = make_net(user_net, n_classes=2, input_shape=(4,), device="cpu", random_state=1)
+    net = make_net(
+        user_net, n_classes=2, input_shape=(4,), device="cpu", random_state=1
+    )
     assert net is not user_net
     train_net(net, X, y, epochs=2, random_state=1)
     assert len(net.history) == 2

@@ -1,0 +1,143 @@
+"""Learned representations of a trained network, read with a forward pre-hook.
+
+Spectral Signatures and Activation Clustering judge samples by the
+representation a network trained on the (poisoned) data assigns to them. The
+representation is the *input* of one submodule, by default the one named by
+the network's ``representation_layer`` attribute (see
+:mod:`sklearn_backdoor.networks`).
+"""
+
+import torch
+
+_N_LISTED_NAMES = 8
+
+
+class _RepresentationCaptured(Exception):
+    """Raised by the hook to skip the layers after the representation."""
+
+
+def resolve_representation_layer(module, layer=None):
+    """The name of the submodule whose input is the representation.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network.
+    layer : str or None, default=None
+        A dotted submodule name; None reads ``module.representation_layer``.
+
+    Returns
+    -------
+    layer : str
+        A name that ``module.get_submodule`` accepts.
+
+    Raises
+    ------
+    ValueError
+        If ``layer`` is None and the module has no ``representation_layer``,
+        or if ``layer`` names no submodule.
+    """
+    if layer is None:
+        layer = getattr(module, "representation_layer", None)
+        if layer is None:
+            raise ValueError(
+                f"layer=None needs a module with a representation_layer attribute, "
+                f"but {type(module).__name__} has none; pass layer, one of "
+                f"{_some_layer_names(module)}"
+            )
+    if not isinstance(layer, str):
+        raise ValueError(f"layer must be a str or None, got layer={layer!r}")
+    try:
+        module.get_submodule(layer)
+    except AttributeError as exc:
+        raise ValueError(
+            f"layer={layer!r} is not a submodule of {type(module).__name__}; "
+            f"valid names include {_some_layer_names(module)}"
+        ) from exc
+    return layer
+
+
+def _some_layer_names(module):
+    names = [name for name, _ in module.named_modules() if name]
+    # The last layers are where representations are usually read.
+    listed = names[-_N_LISTED_NAMES:]
+    return ", ".join(repr(name) for name in listed) or "(no submodules)"
+
+
+def extract_representations(net, X_t, layer=None, batch_size=None):
+    """Representations of ``X_t`` at ``layer`` of a fitted skorch net.
+
+    Registers a forward pre-hook on ``net.module_.get_submodule(layer)`` that
+    records the (flattened) input of that submodule, then runs the network in
+    eval mode under ``torch.inference_mode`` and the net's own autocast
+    (through ``net.infer``). The layers after ``layer`` are skipped. The hook
+    is removed and the module's train/eval mode restored even on error.
+
+    Parameters
+    ----------
+    net : skorch.NeuralNetClassifier
+        An initialised (usually fitted) net.
+    X_t : torch.Tensor of shape (n_samples, ...)
+        Model-ready inputs, on the net's device.
+    layer : str or None, default=None
+        Dotted name of the submodule whose input is the representation; None
+        uses ``net.module_.representation_layer``.
+    batch_size : int or None, default=None
+        Samples per forward pass; None uses ``max(1024, 4 * net.batch_size)``.
+
+    Returns
+    -------
+    representations : torch.Tensor of shape (n_samples, n_dims), float32
+        On ``X_t``'s device, so that the defenses can decompose them there
+        (call ``.cpu().numpy()`` for an array).
+
+    Raises
+    ------
+    ValueError
+        If ``layer`` is invalid (see :func:`resolve_representation_layer`) or
+        the submodule is never called in the forward pass.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_backdoor.networks import MLP
+    >>> from sklearn_backdoor.representations import extract_representations
+    >>> from sklearn_backdoor.training import FastNeuralNetClassifier
+    >>> net = FastNeuralNetClassifier(MLP, module__n_features=4,
+    ...     module__n_classes=2, module__hidden=(8,), random_state=0).initialize()
+    >>> extract_representations(net, torch.zeros(5, 4)).shape
+    torch.Size([5, 8])
+    """
+    module = getattr(net, "module_", None)
+    if module is None:
+        raise ValueError("net must be initialised (fitted) before extracting")
+    layer = resolve_representation_layer(module, layer)
+    batch_size = batch_size or max(1024, 4 * int(getattr(net, "batch_size", 256)))
+    captured = []
+
+    def record_input(_, args):
+        captured.append(torch.flatten(args[0].detach(), 1).float())
+        raise _RepresentationCaptured
+
+    was_training = module.training
+    handle = module.get_submodule(layer).register_forward_pre_hook(record_input)
+    module.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(X_t), batch_size):
+                n_before = len(captured)
+                try:
+                    net.infer(X_t[start : start + batch_size])
+                except _RepresentationCaptured:
+                    pass
+                if len(captured) == n_before:
+                    raise ValueError(
+                        f"layer={layer!r} was not called in the forward pass of "
+                        f"{type(module).__name__}; pick a layer on the main path"
+                    )
+    finally:
+        handle.remove()
+        module.train(was_training)
+    if not captured:
+        return torch.empty((0, 0), dtype=torch.float32, device=X_t.device)
+    return torch.cat(captured)

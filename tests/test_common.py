@@ -1,0 +1,52 @@
+"""scikit-learn's estimator checks on every sanitizer, with tiny CPU settings."""
+
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from sklearn_backdoor import (
+    ActivationClusteringFilter,
+    IncompatibilityClustering,
+    ITLMFilter,
+    NoisyLabelMinimaxTrainer,
+    SpectralSignatureFilter,
+)
+
+TINY = {"device": "cpu", "random_state": 0}
+
+ESTIMATORS = [
+    IncompatibilityClustering(
+        n_components=2,
+        n_bags=1,
+        warmup_epochs=1,
+        epochs_per_iteration=1,
+        weak_learner_epochs=1,
+        self_training_rounds=2,
+        self_training_epochs=1,
+        **TINY,
+    ),
+    SpectralSignatureFilter(epochs=1, **TINY),
+    ActivationClusteringFilter(epochs=1, **TINY),
+    ActivationClusteringFilter(
+        epochs=1, analysis="smaller", ex_re_threshold=1.0, **TINY
+    ),
+    ITLMFilter(n_rounds=2, first_round_epochs=1, round_epochs=1, **TINY),
+    NoisyLabelMinimaxTrainer(epochs=2, batch_size=16, lr=1e-2, **TINY),
+]
+
+TRANSFORM_ONLY_ON_TRAINING_DATA = (
+    "transform returns the keep-mask of the data seen in fit and raises for any "
+    "other data (the sanitizer contract)"
+)
+EXPECTED_FAILED_CHECKS = {
+    "check_transformer_preserve_dtypes": "transform returns a bool keep-mask, "
+    "not transformed features",
+    "check_methods_sample_order_invariance": TRANSFORM_ONLY_ON_TRAINING_DATA,
+    "check_methods_subset_invariance": TRANSFORM_ONLY_ON_TRAINING_DATA,
+    "check_fit_idempotent": TRANSFORM_ONLY_ON_TRAINING_DATA,
+}
+
+
+@parametrize_with_checks(
+    ESTIMATORS, expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)

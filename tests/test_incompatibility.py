@@ -1,0 +1,263 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import FunctionTransformer
+
+from sklearn_backdoor import BackdoorWarning, IncompatibilityClustering, Pipeline
+from sklearn_backdoor.datasets import load_digits_images
+from sklearn_backdoor.incompatibility import (
+    ispl_iterations,
+    trim_by_loss,
+    vote_by_mode,
+)
+from sklearn_backdoor.metrics import removal_counts, targeted_misclassification_rate
+from sklearn_backdoor.poisoning import PatchTrigger, dirty_label_backdoor
+
+TINY = {
+    "n_components": 2,
+    "n_bags": 1,
+    "warmup_epochs": 1,
+    "epochs_per_iteration": 1,
+    "weak_learner_epochs": 2,
+    "self_training_rounds": 2,
+    "self_training_epochs": 1,
+    "device": "cpu",
+}
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"), [(0.12, 5), (0.16, 5), (0.3, 5), (0.5, 4), (0.75, 3)]
+)
+def test_ispl_iterations_follow_the_reference_schedule(target, expected):
+    assert ispl_iterations(target) == expected
+
+
+def test_ispl_takes_the_whole_active_set_when_the_target_is_all_of_it():
+    assert ispl_iterations(1.0) == 0
+
+
+def test_trim_fraction_anneals_from_three_times_p_to_p():
+    ic = IncompatibilityClustering()
+    schedule = [ic._trim_fraction(t, 5, 0.12) for t in range(5)]
+    np.testing.assert_allclose(schedule, [0.36, 0.24, 0.12, 0.12, 0.12])
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    losses=arrays(np.float64, st.integers(4, 80), elements=st.floats(0, 10)),
+    beta=st.floats(0.05, 1.0),
+    class_floor=st.floats(0, 1),
+    seed=st.integers(0, 2**16),
+)
+def test_trim_keeps_the_beta_quantile_and_a_floor_in_every_class(
+    losses, beta, class_floor, seed
+):
+    labels = np.random.RandomState(seed).randint(0, 3, len(losses))
+    keep = trim_by_loss(losses, labels, beta, class_floor)
+    global_cut = np.quantile(losses, beta)
+    assert keep[losses <= global_cut].all()
+    for label in np.unique(labels):
+        in_class = labels == label
+        cut = np.quantile(losses[in_class], beta * class_floor)
+        assert keep[in_class & (losses <= cut)].all()
+        assert keep[in_class].any()
+    dropped_losses = losses[~keep]
+    assert (dropped_losses > global_cut).all()
+    assert keep.sum() >= np.floor(beta * (len(losses) - 1)) + 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_learners=st.integers(1, 9),
+    n_samples=st.integers(1, 30),
+    min_votes=st.integers(1, 4),
+    seed=st.integers(0, 2**16),
+)
+def test_vote_by_mode_matches_brute_force_counting(
+    n_learners, n_samples, min_votes, seed
+):
+    rng = np.random.RandomState(seed)
+    votes = rng.randint(0, 3, (n_learners, n_samples))
+    labels = rng.randint(0, 3, n_samples)
+    keep, disagreement = vote_by_mode(votes, labels, min_votes, rng)
+    for i in range(n_samples):
+        counts = np.bincount(votes[:, i], minlength=3)
+        top = counts.max()
+        winners = set(np.flatnonzero(counts == top))
+        if keep[i]:
+            assert labels[i] in winners and top >= min_votes
+        elif len(winners) == 1 and top >= min_votes:
+            assert labels[i] not in winners
+        assert disagreement[i] == pytest.approx(1 - counts[labels[i]] / n_learners)
+
+
+def test_vote_by_mode_breaks_ties_at_random():
+    votes = np.array([[0] * 400, [1] * 400])
+    keep, _ = vote_by_mode(votes, np.zeros(400, dtype=int), 1, np.random.RandomState(0))
+    assert 150 < keep.sum() < 250
+
+
+def _small_images(n=160, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.randint(0, 256, (n, 8, 8, 1)).astype(np.uint8)
+    y = rng.randint(0, 3, n)
+    return X, y
+
+
+def test_fit_exposes_the_documented_attributes():
+    X, y = _small_images()
+    ic = IncompatibilityClustering(random_state=0, **TINY).fit(X, y)
+    assert ic.mask_.dtype == bool and ic.mask_.shape == (160,)
+    np.testing.assert_array_equal(ic.sample_indices_, np.flatnonzero(ic.mask_))
+    assert ic.scores_.shape == (160,)
+    assert ((ic.scores_ >= 0) & (ic.scores_ <= 1)).all()
+    assert ic.votes_.shape == (2, 160)
+    assert set(np.unique(ic.votes_)) <= set(ic.classes_)
+    assert len(ic.components_) == len(ic.weak_learners_) == 2
+    assert np.intersect1d(ic.components_[0], ic.components_[1]).size == 0
+    np.testing.assert_array_equal(ic.component_bags_, [0, 0])
+    assert ic.n_features_in_ == 64
+    assert ic.self_training_correctness_.shape == (160,)
+
+
+def test_components_cover_the_target_fraction_of_the_data():
+    X, y = _small_images(400)
+    ic = IncompatibilityClustering(
+        random_state=0, **{**TINY, "n_components": 4, "component_fraction": 0.2}
+    ).fit(X, y)
+    sizes = [len(c) for c in ic.components_]
+    assert all(70 <= size <= 130 for size in sizes), sizes
+
+
+def test_same_random_state_gives_the_same_decision_and_input_is_untouched():
+    X, y = _small_images()
+    X_before, y_before = X.copy(), y.copy()
+    first = IncompatibilityClustering(random_state=3, **TINY).fit(X, y)
+    second = IncompatibilityClustering(random_state=3, **TINY).fit(X, y)
+    np.testing.assert_array_equal(first.mask_, second.mask_)
+    np.testing.assert_array_equal(first.votes_, second.votes_)
+    np.testing.assert_array_equal(X, X_before)
+    np.testing.assert_array_equal(y, y_before)
+
+
+def test_parallel_bags_give_the_same_result_as_sequential_ones():
+    X, y = _small_images()
+    params = {**TINY, "n_bags": 2, "self_training": False}
+    sequential = IncompatibilityClustering(random_state=1, n_jobs=1, **params)
+    parallel = IncompatibilityClustering(random_state=1, n_jobs=2, **params)
+    np.testing.assert_array_equal(
+        sequential.fit(X, y).votes_, parallel.fit(X, y).votes_
+    )
+
+
+def test_transform_returns_the_mask_only_for_the_fit_data():
+    X, y = _small_images()
+    ic = IncompatibilityClustering(random_state=0, **TINY).fit(X, y)
+    np.testing.assert_array_equal(ic.transform(X), ic.mask_)
+    other = X.copy()
+    other[0, 0, 0, 0] ^= 1
+    with pytest.raises(ValueError, match="only accepts the data seen in fit"):
+        ic.transform(other)
+
+
+def test_string_labels_are_kept_in_their_own_label_space():
+    X, y = _small_images()
+    names = np.array(["cat", "dog", "emu"])[y]
+    ic = IncompatibilityClustering(random_state=0, **TINY).fit(X, names)
+    np.testing.assert_array_equal(ic.classes_, ["cat", "dog", "emu"])
+    assert set(np.unique(ic.votes_)) <= {"cat", "dog", "emu"}
+
+
+def test_tiny_data_sets_warn_instead_of_silently_doing_nothing():
+    X, y = _small_images(12)
+    with pytest.warns(BackdoorWarning, match="ISPL stopped after"):
+        ic = IncompatibilityClustering(
+            random_state=0, **{**TINY, "n_components": 8, "component_fraction": 0.5}
+        ).fit(X, y)
+    assert 1 <= len(ic.components_) < 8
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"n_components": 0}, "n_components"),
+        ({"expansion": 1.5}, "expansion"),
+        ({"net": "resnet9000"}, "net"),
+        ({"component_fraction": 0.0}, "component_fraction"),
+    ],
+)
+def test_invalid_parameters_are_named(params, match):
+    X, y = _small_images(20)
+    with pytest.raises(ValueError, match=match):
+        IncompatibilityClustering(**params).fit(X, y)
+
+
+def test_single_class_is_rejected():
+    X, _ = _small_images(20)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        IncompatibilityClustering(**TINY).fit(X, np.zeros(20, dtype=int))
+
+
+CORNER_TRIGGER = PatchTrigger(pixels=((0, 0), (0, 1), (1, 0)), color=255)
+
+
+def _flatten(X):
+    return X.reshape(len(X), -1) / 255.0
+
+
+def _linear_model():
+    return Pipeline(
+        [
+            ("flatten", FunctionTransformer(_flatten)),
+            ("clf", LogisticRegression(max_iter=2000)),
+        ]
+    )
+
+
+def _tmr(model, X_test, y_test, source):
+    rows = y_test == source
+    return targeted_misclassification_rate(
+        y_test[rows],
+        model.predict(X_test[rows]),
+        model.predict(CORNER_TRIGGER.apply(X_test[rows])),
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("poison_fraction", [0.05, 0.2])
+def test_ispl_b_removes_a_digits_backdoor(poison_fraction):
+    """The issue's acceptance run: defaults, random_state=0, on a CPU."""
+    X, y = load_digits_images()
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=0.3, stratify=y, random_state=0
+    )
+    poisoned = dirty_label_backdoor(
+        X_train,
+        y_train,
+        CORNER_TRIGGER,
+        source=0,
+        target=7,
+        poison_fraction=poison_fraction,
+        random_state=0,
+    )
+    undefended = _linear_model().fit(poisoned.X, poisoned.y)
+    defended = Pipeline(
+        [
+            ("clean", IncompatibilityClustering(random_state=0)),
+            ("model", _linear_model()),
+        ]
+    ).fit(poisoned.X, poisoned.y)
+
+    counts = removal_counts(
+        defended.named_steps["clean"].mask_, poisoned.poison_indices
+    )
+    n_poison = len(poisoned.poison_indices)
+    n_clean = len(poisoned.y) - n_poison
+    assert counts.true_positives >= 0.9 * n_poison
+    assert counts.true_negatives >= 0.85 * n_clean
+    assert _tmr(undefended, X_test, y_test, source=0) > 0.8
+    assert _tmr(defended, X_test, y_test, source=0) < 0.05
