@@ -16,6 +16,8 @@ training samples, so there is nothing meaningful to return for new rows.
 them when predicting.
 """
 
+import warnings
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
@@ -201,6 +203,14 @@ class BaseSanitizer(SanitizerMixin, TransformerMixin, BaseEstimator):
     def _store_decision(self, mask, scores):
         self.mask_ = np.asarray(mask, dtype=bool)
         self.sample_indices_ = np.flatnonzero(self.mask_)
+        if not self.mask_.any():
+            warnings.warn(
+                f"{type(self).__name__} kept none of the {self.mask_.size} samples; "
+                "its networks are probably undertrained for this data (see the "
+                "epoch parameters).",
+                BackdoorWarning,
+                stacklevel=3,
+            )
         if scores is not None:
             self.scores_ = np.asarray(scores, dtype=np.float64)
 

@@ -261,3 +261,10 @@ def test_ispl_b_removes_a_digits_backdoor(poison_fraction):
     assert counts.true_negatives >= 0.85 * n_clean
     assert _tmr(undefended, X_test, y_test, source=0) > 0.8
     assert _tmr(defended, X_test, y_test, source=0) < 0.05
+
+
+def test_keeping_nothing_warns():
+    X, y = _small_images(40)
+    ic = IncompatibilityClustering(random_state=0, **TINY)
+    with pytest.warns(BackdoorWarning, match="kept none of the 40 samples"):
+        ic._store_decision(np.zeros(40, dtype=bool), None)
