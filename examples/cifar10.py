@@ -26,15 +26,9 @@ import time
 
 import numpy as np
 import torch
-from skorch.callbacks import LRScheduler
 
-from sklearn_backdoor import IncompatibilityClustering
+from sklearn_backdoor import IncompatibilityClustering, NetworkClassifier
 from sklearn_backdoor.datasets import load_cifar10
-from sklearn_backdoor.inputs import (
-    standardization_stats,
-    to_float_channels_first,
-    to_standardized_tensor,
-)
 from sklearn_backdoor.metrics import (
     clean_accuracy,
     removal_counts,
@@ -42,10 +36,7 @@ from sklearn_backdoor.metrics import (
 )
 from sklearn_backdoor.poisoning import reference_scenarios
 from sklearn_backdoor.training import (
-    make_net,
-    predict_logits,
     resolve_device,
-    train_net,
 )
 
 FINAL_EPOCHS = {"fast": 40, "preact_resnet18": 200, "resnet32": 200}
@@ -76,38 +67,6 @@ def parse_arguments():
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json-out", default=None)
     return parser.parse_args()
-
-
-class FinalModel:
-    """The network trained on a (sanitized) training set, and its predictions."""
-
-    def __init__(self, net, epochs, device, random_state):
-        self.net, self.epochs = net, epochs
-        self.device, self.random_state = device, random_state
-
-    def fit(self, X, y):
-        Xf = to_float_channels_first(X)
-        self.mean_, self.std_ = standardization_stats(Xf)
-        self.model_ = make_net(
-            self.net,
-            n_classes=10,
-            input_shape=Xf.shape[1:],
-            device=self.device,
-            random_state=self.random_state,
-        )
-        self.model_.set_params(
-            callbacks=[("lr", LRScheduler("CosineAnnealingLR", T_max=self.epochs))]
-        )
-        X_t = to_standardized_tensor(Xf, self.mean_, self.std_, self.device)
-        y_t = torch.as_tensor(y, device=self.device)
-        train_net(self.model_, X_t, y_t, epochs=self.epochs)
-        return self
-
-    def predict(self, X):
-        X_t = to_standardized_tensor(
-            to_float_channels_first(X), self.mean_, self.std_, self.device
-        )
-        return predict_logits(self.model_, X_t).argmax(dim=1).cpu().numpy()
 
 
 def evaluate(model, X_test, y_test, scenario, trigger):
@@ -166,7 +125,12 @@ def main():
     )
 
     def final_model():
-        return FinalModel(args.net, final_epochs, device, args.random_state)
+        return NetworkClassifier(
+            args.net,
+            epochs=final_epochs,
+            random_state=args.random_state,
+            device=device,
+        )
 
     ispl = IncompatibilityClustering(
         net=args.net,

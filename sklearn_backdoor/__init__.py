@@ -8,6 +8,7 @@ fitting only.
 from sklearn_backdoor.activation_clustering import ActivationClusteringFilter
 from sklearn_backdoor.augmentation import RandomCropFlip
 from sklearn_backdoor.base import BackdoorWarning, BaseSanitizer, SanitizerMixin
+from sklearn_backdoor.classifier import NetworkClassifier
 from sklearn_backdoor.incompatibility import IncompatibilityClustering
 from sklearn_backdoor.itlm import ITLMFilter
 from sklearn_backdoor.minimax import NoisyLabelMinimaxTrainer
@@ -24,6 +25,7 @@ __all__ = [
     "FastNeuralNetClassifier",
     "ITLMFilter",
     "IncompatibilityClustering",
+    "NetworkClassifier",
     "NoisyLabelMinimaxTrainer",
     "Pipeline",
     "RandomCropFlip",

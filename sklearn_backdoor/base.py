@@ -103,37 +103,13 @@ def is_sanitizer(estimator):
     return bool(getattr(estimator, "_is_sanitizer", False))
 
 
-class BaseSanitizer(SanitizerMixin, TransformerMixin, BaseEstimator):
-    """Shared machinery of the network-based sanitizers.
+class NetworkEstimatorMixin:
+    """Validation and device tensors shared by estimators that train nets.
 
-    Subclasses implement ``_fit_mask(X_t, y_t, rng)`` which trains its
-    networks on the device tensors and returns ``(mask, scores)``.
+    Fitting sets ``classes_``, ``n_features_in_``, ``input_shape_`` (per
+    sample, channels first), ``fit_fingerprint_``, ``device_`` and the
+    standardisation statistics ``input_mean_`` and ``input_std_``.
     """
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
-        """Decide which samples of ``(X, y)`` to keep.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, height, width, channels), \
-(n_samples, height, width) or (n_samples, n_features)
-            Training images (uint8 or float) or flat features.
-        y : array-like of shape (n_samples,)
-            Training labels (possibly poisoned).
-
-        Returns
-        -------
-        self : object
-            Fitted sanitizer.
-        """
-        X, y_encoded = self._validate_training_data(X, y)
-        rng = check_random_state(self.random_state)
-        X_t = self._training_tensor(X)
-        y_t = _labels_to_tensor(y_encoded, self.device_)
-        mask, scores = self._fit_mask(X_t, y_t, rng)
-        self._store_decision(mask, scores)
-        return self
 
     def _validate_training_data(self, X, y):
         X = check_sample_array(X)
@@ -199,6 +175,41 @@ class BaseSanitizer(SanitizerMixin, TransformerMixin, BaseEstimator):
             device=self.device_,
             random_state=int(rng.randint(np.iinfo(np.int32).max)),
         )
+
+
+class BaseSanitizer(
+    SanitizerMixin, NetworkEstimatorMixin, TransformerMixin, BaseEstimator
+):
+    """Shared machinery of the network-based sanitizers.
+
+    Subclasses implement ``_fit_mask(X_t, y_t, rng)`` which trains its
+    networks on the device tensors and returns ``(mask, scores)``.
+    """
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Decide which samples of ``(X, y)`` to keep.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, height, width, channels), \
+(n_samples, height, width) or (n_samples, n_features)
+            Training images (uint8 or float) or flat features.
+        y : array-like of shape (n_samples,)
+            Training labels (possibly poisoned).
+
+        Returns
+        -------
+        self : object
+            Fitted sanitizer.
+        """
+        X, y_encoded = self._validate_training_data(X, y)
+        rng = check_random_state(self.random_state)
+        X_t = self._training_tensor(X)
+        y_t = _labels_to_tensor(y_encoded, self.device_)
+        mask, scores = self._fit_mask(X_t, y_t, rng)
+        self._store_decision(mask, scores)
+        return self
 
     def _store_decision(self, mask, scores):
         self.mask_ = np.asarray(mask, dtype=bool)
