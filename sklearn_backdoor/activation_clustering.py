@@ -15,15 +15,15 @@ import torch
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA, FastICA
 from sklearn.metrics import silhouette_score
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 from tqdm.auto import tqdm
 
-from sklearn_backdoor.base import BaseSanitizer
+from sklearn_backdoor.base import BaseSanitizer, NetworkEstimatorMixin
 from sklearn_backdoor.representations import (
     extract_representations,
     resolve_representation_layer,
 )
-from sklearn_backdoor.training import PRESETS, predict_logits, train_net
+from sklearn_backdoor.training import predict_logits, train_net
 
 ANALYSES = ("smaller", "relative-size", "distance", "silhouette-scores")
 REDUCTIONS = ("pca", "fastica")
@@ -163,7 +163,7 @@ default="relative-size"
     """
 
     _parameter_constraints: dict = {
-        "net": [None, StrOptions({"auto", *PRESETS}), HasMethods(["fit"])],
+        **NetworkEstimatorMixin._parameter_constraints,
         "n_dims": [Interval(Integral, 1, None, closed="left")],
         "reduction": [StrOptions(set(REDUCTIONS))],
         "analysis": [StrOptions(set(ANALYSES))],
@@ -172,9 +172,6 @@ default="relative-size"
         "ex_re_threshold": [None, Interval(Real, 0, None, closed="neither")],
         "layer": [None, str],
         "epochs": [Interval(Integral, 1, None, closed="left")],
-        "random_state": ["random_state"],
-        "device": [str],
-        "verbose": ["verbose"],
     }
 
     def __init__(

@@ -23,6 +23,7 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     check_consistent_length,
@@ -38,7 +39,7 @@ from sklearn_backdoor.inputs import (
     to_float_channels_first,
     to_standardized_tensor,
 )
-from sklearn_backdoor.training import make_net, resolve_device
+from sklearn_backdoor.training import PRESETS, make_net, resolve_device
 
 
 class BackdoorWarning(UserWarning):
@@ -110,6 +111,13 @@ class NetworkEstimatorMixin:
     sample, channels first), ``fit_fingerprint_``, ``device_`` and the
     standardisation statistics ``input_mean_`` and ``input_std_``.
     """
+
+    _parameter_constraints: dict = {
+        "net": [None, StrOptions({"auto", *PRESETS}), HasMethods(["fit"])],
+        "random_state": ["random_state"],
+        "device": [str],
+        "verbose": ["verbose"],
+    }
 
     def _validate_training_data(self, X, y):
         X = check_sample_array(X)

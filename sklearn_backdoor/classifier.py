@@ -12,12 +12,12 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import LRScheduler
 
 from sklearn_backdoor.base import NetworkEstimatorMixin
-from sklearn_backdoor.training import PRESETS, predict_logits, train_net
+from sklearn_backdoor.training import predict_logits, train_net
 
 
 class NetworkClassifier(NetworkEstimatorMixin, ClassifierMixin, BaseEstimator):
@@ -34,6 +34,8 @@ class NetworkClassifier(NetworkEstimatorMixin, ClassifierMixin, BaseEstimator):
         ``"cosine"`` anneals the learning rate to zero over ``epochs``.
     random_state : int, RandomState instance or None, default=None
     device : str, default="auto"
+    verbose : int, default=0
+        Print skorch's per-epoch log when positive.
 
     Attributes
     ----------
@@ -54,11 +56,9 @@ class NetworkClassifier(NetworkEstimatorMixin, ClassifierMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "net": [None, StrOptions({"auto", *PRESETS}), HasMethods(["fit"])],
+        **NetworkEstimatorMixin._parameter_constraints,
         "epochs": [Interval(Integral, 1, None, closed="left")],
         "lr_schedule": [StrOptions({"cosine", "constant"})],
-        "random_state": ["random_state"],
-        "device": [str],
     }
 
     def __init__(
@@ -69,12 +69,14 @@ class NetworkClassifier(NetworkEstimatorMixin, ClassifierMixin, BaseEstimator):
         lr_schedule="cosine",
         random_state=None,
         device="auto",
+        verbose=0,
     ):
         self.net = net
         self.epochs = epochs
         self.lr_schedule = lr_schedule
         self.random_state = random_state
         self.device = device
+        self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
@@ -93,6 +95,7 @@ class NetworkClassifier(NetworkEstimatorMixin, ClassifierMixin, BaseEstimator):
         X_t = self._training_tensor(X)
         y_t = torch.as_tensor(y_encoded, dtype=torch.long, device=self.device_)
         net = self._new_net(check_random_state(self.random_state))
+        net.set_params(verbose=self.verbose)
         if self.lr_schedule == "cosine":
             net.set_params(
                 callbacks=[("lr", LRScheduler("CosineAnnealingLR", T_max=self.epochs))]

@@ -16,12 +16,11 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from joblib import Parallel, delayed
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import Interval
 from tqdm.auto import tqdm
 
-from sklearn_backdoor.base import BackdoorWarning, BaseSanitizer
+from sklearn_backdoor.base import BackdoorWarning, BaseSanitizer, NetworkEstimatorMixin
 from sklearn_backdoor.training import (
-    PRESETS,
     per_sample_loss,
     predict_logits,
     train_augmentation,
@@ -157,7 +156,7 @@ class IncompatibilityClustering(BaseSanitizer):
     """
 
     _parameter_constraints: dict = {
-        "net": [None, StrOptions({"auto", *PRESETS}), HasMethods(["fit"])],
+        **NetworkEstimatorMixin._parameter_constraints,
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "component_fraction": [None, Interval(Real, 0, 1, closed="right")],
         "n_bags": [Interval(Integral, 1, None, closed="left")],
@@ -174,10 +173,7 @@ class IncompatibilityClustering(BaseSanitizer):
         "self_training_epochs": [Interval(Integral, 1, None, closed="left")],
         "self_training_momentum": [Interval(Real, 0, 1, closed="left")],
         "augment_scoring": ["boolean"],
-        "random_state": ["random_state"],
         "n_jobs": [None, Integral],
-        "device": [str],
-        "verbose": ["verbose"],
     }
 
     def __init__(

@@ -12,12 +12,11 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import Interval
 from tqdm.auto import tqdm
 
-from sklearn_backdoor.base import BaseSanitizer
+from sklearn_backdoor.base import BaseSanitizer, NetworkEstimatorMixin
 from sklearn_backdoor.training import (
-    PRESETS,
     per_sample_loss,
     predict_logits,
     train_net,
@@ -110,15 +109,12 @@ class ITLMFilter(BaseSanitizer):
     """
 
     _parameter_constraints: dict = {
-        "net": [None, StrOptions({"auto", *PRESETS}), HasMethods(["fit"])],
+        **NetworkEstimatorMixin._parameter_constraints,
         "expected_poison_fraction": [Interval(Real, 0, 1, closed="both")],
         "keep_fraction": [None, Interval(Real, 0, 1, closed="right")],
         "n_rounds": [Interval(Integral, 1, None, closed="left")],
         "first_round_epochs": [Interval(Integral, 1, None, closed="left")],
         "round_epochs": [Interval(Integral, 1, None, closed="left")],
-        "random_state": ["random_state"],
-        "device": [str],
-        "verbose": ["verbose"],
     }
 
     def __init__(

@@ -31,18 +31,17 @@ import torch
 import torch.nn.functional as F
 from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import Callback
 from tqdm.auto import tqdm
 
-from sklearn_backdoor.base import BaseSanitizer
+from sklearn_backdoor.base import BaseSanitizer, NetworkEstimatorMixin
 from sklearn_backdoor.inputs import (
     to_float_channels_first,
 )
 from sklearn_backdoor.metrics import mean_of_last_epochs
 from sklearn_backdoor.training import (
-    PRESETS,
     FastNeuralNetClassifier,
     predict_logits,
 )
@@ -575,7 +574,7 @@ default="prl"
     """
 
     _parameter_constraints: dict = {
-        "net": [None, StrOptions({"auto", *PRESETS}), HasMethods(["fit"])],
+        **NetworkEstimatorMixin._parameter_constraints,
         "strategy": [StrOptions(set(STRATEGY_NAMES)), NoisyLabelStrategy],
         "eps": [None, Interval(Real, 0, 1, closed="left")],
         "tau": [Interval(Real, 0, 1, closed="both")],
@@ -587,9 +586,6 @@ default="prl"
         "weight_decay": [None, Interval(Real, 0, None, closed="left")],
         "batch_size": [None, Interval(Integral, 1, None, closed="left")],
         "n_last_epochs": [Interval(Integral, 1, None, closed="left")],
-        "random_state": ["random_state"],
-        "device": [str],
-        "verbose": ["verbose"],
     }
 
     def __init__(

@@ -13,15 +13,15 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import Interval
 from tqdm.auto import tqdm
 
-from sklearn_backdoor.base import BaseSanitizer
+from sklearn_backdoor.base import BaseSanitizer, NetworkEstimatorMixin
 from sklearn_backdoor.representations import (
     extract_representations,
     resolve_representation_layer,
 )
-from sklearn_backdoor.training import PRESETS, train_net
+from sklearn_backdoor.training import train_net
 
 MAX_REMOVAL_FRACTION = 0.5
 
@@ -117,14 +117,11 @@ class SpectralSignatureFilter(BaseSanitizer):
     """
 
     _parameter_constraints: dict = {
-        "net": [None, StrOptions({"auto", *PRESETS}), HasMethods(["fit"])],
+        **NetworkEstimatorMixin._parameter_constraints,
         "expected_poison_fraction": [Interval(Real, 0, 1, closed="both")],
         "eps_multiplier": [Interval(Real, 0, None, closed="left")],
         "layer": [None, str],
         "epochs": [Interval(Integral, 1, None, closed="left")],
-        "random_state": ["random_state"],
-        "device": [str],
-        "verbose": ["verbose"],
     }
 
     def __init__(

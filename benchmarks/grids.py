@@ -1,0 +1,448 @@
+"""Attack scenarios, defenses and the run grids of the benchmark runner.
+
+A run is fully described by a :class:`Run`: its fields name a data set, an
+attack scenario, a defense with its parameters, a network, the epochs of the
+final model and a seed. Everything here is deterministic, so a grid always
+lists the same runs with the same keys, which is what lets the runner resume.
+"""
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from sklearn_backdoor.poisoning import (
+    REFERENCE_FRACTIONS,
+    REFERENCE_PAIRS,
+    WATERMARK_NAMES,
+    PatchTrigger,
+    checkerboard_trigger,
+    dirty_label_backdoor,
+    label_flip_backdoor,
+    noise_blend_trigger,
+    reference_scenarios,
+    watermark_trigger,
+)
+
+REFERENCE_SEEDS = (100, 1000, 10000)
+DIGITS_PAIRS = ((0, 7), (3, 8), (5, 2))
+DIGITS_FRACTIONS = (0.05, 0.1, 0.2)
+DIGITS_FLIP_FRACTION = 0.25
+CORNER_TRIGGER = PatchTrigger(pixels=((0, 0), (0, 1), (1, 0)), color=255)
+CIFAR_SHAPE = (32, 32, 3)
+# Table 3 of paper 001 attacks these targets in the all-to-1 scenario.
+ALL_TO_ONE_TARGETS = (2, 3, 5, 7)
+PAPER002_ATTACKS = (("checkerboard", 0.15), ("checkerboard", 0.35), ("blend", 0.15))
+
+SANITIZERS = ("ss", "ac", "itlm", "ispl")
+PAPER001_DEFENSES = ("none", "oracle", *SANITIZERS)
+MINIMAX_VARIANTS = {
+    # name: (noisy-label strategy, adversarial training on?)
+    "standard": ("none", False),
+    "prl": ("prl", False),
+    "prl-at": ("prl", True),
+    "spl-at": ("spl", True),
+    "bootstrap-at": ("bootstrap", True),
+}
+MINIMAX_DEFENSES = tuple(f"minimax-{name}" for name in MINIMAX_VARIANTS)
+DEFENSES = (*PAPER001_DEFENSES, *MINIMAX_DEFENSES)
+
+# Final-model epochs of the default preset: NetworkClassifier's default for
+# the fast networks, the reference implementation's 200 for the ResNets.
+DEFAULT_FINAL_EPOCHS = {"auto": 40, "fast": 40, "preact_resnet18": 200, "resnet32": 200}
+MINIMAX_EPOCHS = 100
+# tau=0.05 (paper 002) leaves a full-intensity 3-pixel patch on 8x8 digits
+# far outside the perturbation ball; 0.2 covers it (tests/test_minimax.py).
+ADVERSARIAL_TAU = {"digits": 0.2, "cifar10": 0.05}
+# Paper 001 App. C: ITLM keeps alpha = 98/96/92% at eps = 5/10/20%.
+PAPER_ITLM_KEEP = {0.05: 0.98, 0.1: 0.96, 0.2: 0.92}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One benchmark run; its :attr:`key` identifies it in the results file.
+
+    Parameters
+    ----------
+    grid : str
+        Name of the grid the run belongs to.
+    dataset : {"digits", "cifar10"}
+    scenario : str
+        Scenario id understood by :func:`make_poisoned` (see :func:`scenario_ids`).
+    defense : str
+        One of :data:`DEFENSES`.
+    net : str
+        ``"auto"`` (the library's choice for the input shape) or a preset name.
+    final_epochs : int
+        Epochs of the final model (of the trainer itself for minimax defenses).
+    seed : int
+        Seeds the poisoned-sample selection (digits and extra scenarios) and
+        every model; reference scenarios select samples by their own seed.
+    defense_params : tuple of (str, object) pairs
+        Non-default parameters given to the defense.
+    """
+
+    grid: str
+    dataset: str
+    scenario: str
+    defense: str
+    net: str
+    final_epochs: int
+    seed: int
+    defense_params: tuple = field(default=())
+
+    @property
+    def key(self):
+        """A stable string made of every field, sorted."""
+        return json.dumps(asdict(self), sort_keys=True, default=list)
+
+
+# ---------------------------------------------------------------------------
+# Scenarios
+# ---------------------------------------------------------------------------
+
+
+def digits_scenario_ids():
+    """1-to-1 corner-patch scenarios on digits, e.g. ``digits-0-to-7-0.05``."""
+    return [
+        f"digits-{source}-to-{target}-{fraction}"
+        for source, target in DIGITS_PAIRS
+        for fraction in DIGITS_FRACTIONS
+    ]
+
+
+def reference_scenario_ids(seeds=REFERENCE_SEEDS):
+    """The 24 reference DLBD scenarios per seed, e.g. ``0-to-2-pixel-0.05-seed100``."""
+    return [s.name for seed in seeds for s in reference_scenarios(seed)]
+
+
+def extra_scenario_ids(kind):
+    """Scenario ids of the all-to-1, all-to-all, WATERMARK and paper-002 attacks."""
+    if kind == "all-to-one":
+        return [
+            f"all-to-{t}-{f}" for t in ALL_TO_ONE_TARGETS for f in REFERENCE_FRACTIONS
+        ]
+    if kind == "all-to-all":
+        return [f"all-to-all-{f}" for f in REFERENCE_FRACTIONS]
+    if kind == "watermark":
+        return [
+            f"watermark-{s}-to-{t}-{f}"
+            for s, t in REFERENCE_PAIRS
+            for f in REFERENCE_FRACTIONS
+        ]
+    if kind == "paper002":
+        return [f"flip-{name}-{f}" for name, f in PAPER002_ATTACKS]
+    raise ValueError(f"unknown scenario kind {kind!r}")
+
+
+def _reference_by_name():
+    return {s.name: s for seed in REFERENCE_SEEDS for s in reference_scenarios(seed)}
+
+
+def _reference_trigger_for_target(target):
+    """The trigger of the first seed-100 reference scenario aimed at ``target``."""
+    scenario = next(s for s in reference_scenarios(100) if s.target == target)
+    return scenario.trigger()
+
+
+def _watermark_for_pair(source, target):
+    # The paper draws one of its four watermarks per scenario; we cycle them
+    # over the reference pairs so that each is used twice.
+    index = REFERENCE_PAIRS.index((source, target))
+    return watermark_trigger(WATERMARK_NAMES[index % len(WATERMARK_NAMES)])
+
+
+def make_poisoned(scenario, X, y, seed):
+    """Poison ``(X, y)`` as scenario id ``scenario`` describes.
+
+    Returns
+    -------
+    poisoned : PoisonedDataset
+    params : dict
+        The scenario's parameters, for the results file.
+    """
+    parts = scenario.split("-")
+    if scenario.startswith("digits-flip-"):
+        fraction = float(parts[-1])
+        poisoned = label_flip_backdoor(
+            X, y, CORNER_TRIGGER, poison_fraction=fraction, random_state=seed
+        )
+        return poisoned, {
+            "attack": "label-flip",
+            "trigger": "corner-3px",
+            "poison_fraction": fraction,
+        }
+    if scenario.startswith("digits-"):
+        source, target, fraction = int(parts[1]), int(parts[3]), float(parts[4])
+        return _one_to_one(
+            X, y, CORNER_TRIGGER, "corner-3px", source, target, fraction, seed
+        )
+    if scenario.endswith(tuple(f"-seed{s}" for s in REFERENCE_SEEDS)):
+        reference = _reference_by_name()[scenario]
+        params = {
+            "attack": "dlbd-1-to-1",
+            "source": reference.source,
+            "target": reference.target,
+            "trigger": reference.method,
+            "position": list(reference.position),
+            "color": list(reference.color),
+            "poison_fraction": reference.poison_fraction,
+            "selection_seed": reference.selection_seed,
+            "generator_seed": reference.seed,
+        }
+        return reference.poison(X, y), params
+    if scenario.startswith("watermark-"):
+        source, target, fraction = int(parts[1]), int(parts[3]), float(parts[4])
+        trigger = _watermark_for_pair(source, target)
+        name = WATERMARK_NAMES[REFERENCE_PAIRS.index((source, target)) % 4]
+        return _one_to_one(
+            X, y, trigger, f"watermark-{name}", source, target, fraction, seed
+        )
+    if scenario.startswith("all-to-all-"):
+        fraction = float(parts[-1])
+        poisoned = dirty_label_backdoor(
+            X,
+            y,
+            _reference_trigger_for_target(2),
+            target=None,
+            poison_fraction=fraction,
+            mode="all-to-all",
+            random_state=seed,
+        )
+        return poisoned, {
+            "attack": "dlbd-all-to-all",
+            "offset": 1,
+            "trigger": "reference 0-to-2 seed100",
+            "poison_fraction": fraction,
+        }
+    if scenario.startswith("all-to-"):
+        target, fraction = int(parts[2]), float(parts[3])
+        poisoned = dirty_label_backdoor(
+            X,
+            y,
+            _reference_trigger_for_target(target),
+            target=target,
+            poison_fraction=fraction,
+            mode="all-to-one",
+            random_state=seed,
+        )
+        return poisoned, {
+            "attack": "dlbd-all-to-one",
+            "target": target,
+            "trigger": f"reference *-to-{target} seed100",
+            "poison_fraction": fraction,
+        }
+    if scenario.startswith("flip-"):
+        name, fraction = parts[1], float(parts[2])
+        trigger = (
+            checkerboard_trigger(CIFAR_SHAPE)
+            if name == "checkerboard"
+            else noise_blend_trigger(CIFAR_SHAPE)
+        )
+        poisoned = label_flip_backdoor(
+            X, y, trigger, poison_fraction=fraction, random_state=seed
+        )
+        return poisoned, {
+            "attack": "label-flip",
+            "trigger": name,
+            "poison_fraction": fraction,
+        }
+    raise ValueError(f"unknown scenario {scenario!r}")
+
+
+def _one_to_one(X, y, trigger, trigger_name, source, target, fraction, seed):
+    poisoned = dirty_label_backdoor(
+        X,
+        y,
+        trigger,
+        source=source,
+        target=target,
+        poison_fraction=fraction,
+        random_state=seed,
+    )
+    params = {
+        "attack": "dlbd-1-to-1",
+        "source": source,
+        "target": target,
+        "trigger": trigger_name,
+        "poison_fraction": fraction,
+    }
+    return poisoned, params
+
+
+# ---------------------------------------------------------------------------
+# Defense parameters
+# ---------------------------------------------------------------------------
+
+
+def minimax_params(defense, dataset, poison_fraction):
+    """Parameters of ``NoisyLabelMinimaxTrainer`` for a ``minimax-*`` defense.
+
+    PRL and SPL are given the true poisoning rate, as in paper 002's Tables 2-5.
+    """
+    strategy, adversarial = MINIMAX_VARIANTS[defense.removeprefix("minimax-")]
+    params = {
+        "strategy": strategy,
+        "tau": ADVERSARIAL_TAU[dataset] if adversarial else 0.0,
+    }
+    if strategy in ("prl", "spl"):
+        params["eps"] = poison_fraction
+    return params
+
+
+def paper001_params(defense, poison_fraction):
+    """Paper 001 App. C settings that differ from the estimators' defaults."""
+    if defense == "itlm":
+        return {
+            "keep_fraction": PAPER_ITLM_KEEP[poison_fraction],
+            "first_round_epochs": 80,
+            "round_epochs": 40,
+        }
+    if defense == "ss":
+        return {"expected_poison_fraction": poison_fraction}
+    return {}
+
+
+def scenario_fraction(scenario):
+    """The poison fraction written at the end of a scenario id."""
+    parts = scenario.split("-")
+    if parts[-1].startswith("seed"):
+        parts = parts[:-1]
+    return float(parts[-1])
+
+
+# ---------------------------------------------------------------------------
+# Grids
+# ---------------------------------------------------------------------------
+
+
+def _as_pairs(params):
+    return tuple(sorted(params.items()))
+
+
+def digits_grid(seeds=(0,)):
+    """The CPU grid: paper-001 defenses on 1-to-1 digits attacks, plus paper 002's
+    label-flip setting for the minimax variants. Default defense parameters."""
+    runs = []
+    for seed in seeds:
+        for scenario in digits_scenario_ids():
+            runs += [
+                Run("digits", "digits", scenario, defense, "auto", 40, seed)
+                for defense in PAPER001_DEFENSES
+            ]
+        scenario = f"digits-flip-{DIGITS_FLIP_FRACTION}"
+        for defense in MINIMAX_DEFENSES:
+            params = minimax_params(defense, "digits", DIGITS_FLIP_FRACTION)
+            runs.append(
+                Run(
+                    "digits",
+                    "digits",
+                    scenario,
+                    defense,
+                    "auto",
+                    MINIMAX_EPOCHS,
+                    seed,
+                    _as_pairs(params),
+                )
+            )
+    return runs
+
+
+def smoke_grid(seeds=(0,)):
+    """Two one-epoch digits runs, to check an installation or a backend quickly."""
+    return [
+        Run(
+            "smoke",
+            "digits",
+            "digits-0-to-7-0.2",
+            defense,
+            "auto",
+            1,
+            seed,
+            _as_pairs({"epochs": 1}) if defense == "ss" else (),
+        )
+        for seed in seeds
+        for defense in ("none", "ss")
+    ]
+
+
+def cifar_grid(name, net="fast", preset="default", seeds=None):
+    """A CIFAR-10 grid: ``dlbd``, ``all-to-one``, ``all-to-all``, ``watermark``
+    or ``paper002``.
+
+    ``preset="paper"`` uses the papers' networks and epochs: PreActResNet18
+    with a 200-epoch final model (the reference implementation; paper 001's
+    Table 2 used 100) and the App. C settings of SS and ITLM for paper 001's
+    grids; ResNet-32 with AdamW 3e-4, 100 epochs and tau 0.05 (the trainer's
+    defaults) for paper 002's. ISPL's defaults are the paper's.
+    """
+    if name == "paper002":
+        net = "resnet32" if preset == "paper" else net
+        runs = []
+        for seed in seeds or (0,):
+            for scenario in extra_scenario_ids("paper002"):
+                fraction = scenario_fraction(scenario)
+                for defense in MINIMAX_DEFENSES:
+                    params = minimax_params(defense, "cifar10", fraction)
+                    runs.append(
+                        Run(
+                            name,
+                            "cifar10",
+                            scenario,
+                            defense,
+                            net,
+                            MINIMAX_EPOCHS,
+                            seed,
+                            _as_pairs(params),
+                        )
+                    )
+        return runs
+    net = "preact_resnet18" if preset == "paper" else net
+    final_epochs = DEFAULT_FINAL_EPOCHS[net]
+    if name == "dlbd":
+        pairs = [
+            (s, seed)
+            for seed in seeds or REFERENCE_SEEDS
+            for s in reference_scenario_ids((seed,))
+        ]
+        defenses = PAPER001_DEFENSES
+    else:
+        pairs = [
+            (s, seed) for seed in seeds or (100,) for s in extra_scenario_ids(name)
+        ]
+        defenses = ("none", "oracle", "ispl")
+    runs = []
+    for scenario, seed in pairs:
+        fraction = scenario_fraction(scenario)
+        for defense in defenses:
+            params = paper001_params(defense, fraction) if preset == "paper" else {}
+            runs.append(
+                Run(
+                    name,
+                    "cifar10",
+                    scenario,
+                    defense,
+                    net,
+                    final_epochs,
+                    seed,
+                    _as_pairs(params),
+                )
+            )
+    return runs
+
+
+CIFAR_GRIDS = ("dlbd", "all-to-one", "all-to-all", "watermark", "paper002")
+GRIDS = ("digits", "smoke", *CIFAR_GRIDS, "cifar10")
+
+
+def build_grid(name, net="fast", preset="default", seeds=None):
+    """All runs of grid ``name`` (``cifar10`` is every CIFAR-10 grid)."""
+    if name == "digits":
+        return digits_grid(seeds or (0,))
+    if name == "smoke":
+        return smoke_grid(seeds or (0,))
+    if name == "cifar10":
+        return [
+            run for grid in CIFAR_GRIDS for run in cifar_grid(grid, net, preset, seeds)
+        ]
+    if name in CIFAR_GRIDS:
+        return cifar_grid(name, net, preset, seeds)
+    raise ValueError(f"unknown grid {name!r}; choose from {GRIDS}")

@@ -1,0 +1,394 @@
+"""Turn benchmark results (JSON lines of ``benchmarks/run.py``) into markdown.
+
+Writes, for one results file:
+
+- a table per attack family in the shape of paper 001's Table 2: one row per
+  scenario (source / target, eps), for each defense C (clean accuracy), A
+  (TMR), FP and FN; runs that differ only by seed are summarised by their
+  median, as the paper does over its 3 seeds. Where paper 001's Table 2 has
+  the same scenario (CIFAR-10 1-to-1) its number follows ours in brackets;
+- success counts (A < 1%) per defense;
+- paper 002's label-flip setting: clean and poison accuracy per variant;
+- seconds per defense, and box plots of A and of seconds per defense as PNG.
+
+Example::
+
+    python benchmarks/report.py benchmarks/results/digits.jsonl \\
+        --out docs/benchmarks-digits.md --plots docs
+"""
+
+import argparse
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+PAPER_TABLE = Path(__file__).resolve().parent / "paper001_table2.json"
+DEFENSE_ORDER = (
+    "oracle",
+    "none",
+    "ss",
+    "ac",
+    "itlm",
+    "ispl",
+    "minimax-standard",
+    "minimax-prl",
+    "minimax-prl-at",
+    "minimax-spl-at",
+    "minimax-bootstrap-at",
+)
+DEFENSE_LABELS = {
+    "oracle": "Oracle",
+    "none": "ND",
+    "ss": "SS",
+    "ac": "AC",
+    "itlm": "ITLM",
+    "ispl": "ISPL+B",
+}
+SUCCESS_THRESHOLD = 0.01
+
+
+def read_records(path):
+    """The records of a JSON-lines file, blank lines skipped."""
+    lines = Path(path).read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def attack_rate(record, metric="targeted"):
+    """The record's A: the targeted TMR (the authors' evaluation code) when the
+    attack has one target and ``metric="targeted"``, else paper 001's eq. 7."""
+    if metric == "targeted" and record.get("tmr_targeted") is not None:
+        return record["tmr_targeted"]
+    return record["tmr"]
+
+
+def ordered_defenses(records):
+    present = {r["defense"] for r in records}
+    known = [d for d in DEFENSE_ORDER if d in present]
+    return known + sorted(present - set(known))
+
+
+def label(defense):
+    return DEFENSE_LABELS.get(defense, defense)
+
+
+def scenario_row_key(record):
+    """(attack, source, target, eps): the scenario without its seed."""
+    params = record["scenario_params"]
+    return (
+        params["attack"],
+        params.get("source"),
+        params.get("target"),
+        params["poison_fraction"],
+    )
+
+
+def median_or_none(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def summarise(records, metric="targeted"):
+    """Median C, A, FP, FN and seconds per (scenario row, defense) over seeds."""
+    groups = defaultdict(list)
+    for record in records:
+        groups[scenario_row_key(record), record["defense"]].append(record)
+    summary = {}
+    for key, group in groups.items():
+        summary[key] = {
+            "C": median_or_none([r["clean_accuracy"] for r in group]),
+            "A": median_or_none([attack_rate(r, metric) for r in group]),
+            "P": median_or_none([r.get("poison_accuracy") for r in group]),
+            "FP": median_or_none([r["fp"] for r in group]),
+            "FN": median_or_none([r["fn"] for r in group]),
+            "seconds": median_or_none([r["seconds"]["total"] for r in group]),
+            "n": len(group),
+        }
+    return summary
+
+
+def load_paper_table(path=PAPER_TABLE):
+    """Paper 001 Table 2 as {(source, target, eps): {defense: {C, A, FP?, FN?}}}."""
+    data = json.loads(Path(path).read_text())
+    return {
+        (row["source"], row["target"], row["eps_percent"] / 100): row
+        for row in data["rows"]
+    }
+
+
+def percent(value):
+    return "" if value is None else f"{100 * value:.1f}"
+
+
+def count(value):
+    return "" if value is None else f"{value:g}"
+
+
+def with_paper(ours, paper):
+    return ours if paper is None else f"{ours} ({paper:g})"
+
+
+def paper_cell(paper_row, defense, column):
+    if paper_row is None:
+        return None
+    return paper_row.get(defense, {}).get(column)
+
+
+def scenario_label(row_key):
+    attack, source, target, fraction = row_key
+    pair = f"{source} / {target}" if source is not None else f"all / {target}"
+    if target is None:
+        pair = "all / next"
+    return pair, f"{100 * fraction:g}"
+
+
+def _row_order(row_key):
+    _, source, target, fraction = row_key
+    return (
+        -1 if source is None else source,
+        -1 if target is None else target,
+        fraction,
+    )
+
+
+def table2(summary, defenses, paper=None, dataset="digits"):
+    """Markdown table: a row per scenario, C A FP FN per defense."""
+    rows = sorted({key for key, _ in summary}, key=_row_order)
+    header = ["S / T", "eps %"]
+    for defense in defenses:
+        header += [f"{label(defense)} {c}" for c in ("C", "A", "FP", "FN")]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for row_key in rows:
+        paper_row = None
+        if paper is not None and dataset == "cifar10":
+            paper_row = paper.get((row_key[1], row_key[2], row_key[3]))
+        cells = list(scenario_label(row_key))
+        for defense in defenses:
+            values = summary.get((row_key, defense))
+            if values is None:
+                cells += [""] * 4
+                continue
+            cells += [
+                with_paper(percent(values["C"]), paper_cell(paper_row, defense, "C")),
+                with_paper(percent(values["A"]), paper_cell(paper_row, defense, "A")),
+                with_paper(count(values["FP"]), paper_cell(paper_row, defense, "FP")),
+                with_paper(count(values["FN"]), paper_cell(paper_row, defense, "FN")),
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def success_counts(records, defenses, metric="targeted"):
+    """{defense: (runs with A < 1%, runs)}."""
+    counts = {}
+    for defense in defenses:
+        rates = [attack_rate(r, metric) for r in records if r["defense"] == defense]
+        counts[defense] = (sum(a < SUCCESS_THRESHOLD for a in rates), len(rates))
+    return counts
+
+
+def success_table(records, defenses):
+    lines = [
+        "| defense | A < 1% (targeted TMR) | TMR < 1% (eq. 7, any flip) | runs |",
+        "| --- | --- | --- | --- |",
+    ]
+    targeted = success_counts(records, defenses, "targeted")
+    any_flip = success_counts(records, defenses, "any")
+    for defense in defenses:
+        lines.append(
+            f"| {label(defense)} | {targeted[defense][0]} | {any_flip[defense][0]} "
+            f"| {targeted[defense][1]} |"
+        )
+    return "\n".join(lines)
+
+
+def _minimax_order(record):
+    defense = record["defense"]
+    rank = (
+        DEFENSE_ORDER.index(defense) if defense in DEFENSE_ORDER else len(DEFENSE_ORDER)
+    )
+    return record["scenario"], rank
+
+
+def minimax_table(records):
+    """Paper 002's columns: clean and poison accuracy (mean of the last epochs)."""
+    lines = [
+        "| scenario | variant | tau | clean acc % | poison acc % | TMR % | FP | FN "
+        "| seconds |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for record in sorted(records, key=_minimax_order):
+        lines.append(
+            f"| {record['scenario']} | {record['defense'].removeprefix('minimax-')} "
+            f"| {record['defense_params'].get('tau')} "
+            f"| {percent(record.get('clean_accuracy_last_epochs'))} "
+            f"| {percent(record.get('poison_accuracy_last_epochs'))} "
+            f"| {percent(record['tmr'])} | {record['fp']} | {record['fn']} "
+            f"| {record['seconds']['total']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def seconds_table(records, defenses):
+    lines = [
+        "| defense | runs | defense fit s (median) | final model s (median) "
+        "| total s (median) | total s (max) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for defense in defenses:
+        group = [r for r in records if r["defense"] == defense]
+        fit = median_or_none([r["seconds"].get("defense_fit") for r in group])
+        final = median_or_none([r["seconds"].get("final_fit") for r in group])
+        totals = [r["seconds"]["total"] for r in group]
+        lines.append(
+            f"| {label(defense)} | {len(group)} | {'' if fit is None else f'{fit:.1f}'} "
+            f"| {'' if final is None else f'{final:.1f}'} "
+            f"| {statistics.median(totals):.1f} | {max(totals):.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def environment_summary(records):
+    devices = sorted({f"{r['device']} ({r['device_name']})" for r in records})
+    commits = sorted({str(r.get("git_commit"))[:12] for r in records})
+    versions = records[0]["versions"]
+    total = sum(r["seconds"]["total"] for r in records)
+    return (
+        f"{len(records)} runs, {total / 60:.1f} minutes of run time in all; "
+        f"device(s): {', '.join(devices)}; commit(s): {', '.join(commits)}; "
+        + ", ".join(f"{k} {v}" for k, v in versions.items())
+        + "."
+    )
+
+
+def box_plot(groups, ylabel, title, path, log=False):
+    """One box per defense, as paper 001's Fig. 3."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(1.1 * len(groups) + 2, 3.6))
+    axes.boxplot(list(groups.values()), showfliers=True)
+    axes.set_xticks(range(1, len(groups) + 1), list(groups), rotation=30, ha="right")
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    if log:
+        axes.set_yscale("log")
+    axes.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def write_plots(records, defenses, plot_dir, name):
+    """TMR and seconds per defense; returns the written paths."""
+    plot_dir = Path(plot_dir)
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    tmr = {
+        label(d): [100 * attack_rate(r) for r in records if r["defense"] == d]
+        for d in defenses
+    }
+    seconds = {
+        label(d): [r["seconds"]["total"] for r in records if r["defense"] == d]
+        for d in defenses
+    }
+    paths = (
+        plot_dir / f"benchmarks-{name}-tmr.png",
+        plot_dir / f"benchmarks-{name}-seconds.png",
+    )
+    box_plot(tmr, "A (TMR) %", f"{name}: TMR per defense", paths[0])
+    box_plot(
+        seconds, "seconds per run", f"{name}: seconds per defense", paths[1], log=True
+    )
+    return paths
+
+
+def build_report(records, name, paper=None, plot_paths=()):
+    """The markdown document for ``records``."""
+    dataset = records[0]["dataset"]
+    minimax = [r for r in records if r["defense"].startswith("minimax-")]
+    backdoor = [r for r in records if not r["defense"].startswith("minimax-")]
+    parts = [
+        f"# Benchmark results: {name}",
+        "",
+        f"Generated by `benchmarks/report.py` from `benchmarks/results/{name}.jsonl` "
+        "(do not edit by hand). " + environment_summary(records),
+        "",
+        "C: clean accuracy (%) on the whole test set; A: targeted "
+        "misclassification rate (%) on the triggered test images of the source "
+        "class, counting flips to the target (the authors' evaluation code; "
+        "paper 001 eq. 7 counts any flip, see the success counts); FP: clean "
+        "training samples removed; FN: poisoned samples kept. Several seeds of "
+        "a scenario are summarised by their median.",
+    ]
+    if backdoor:
+        defenses = ordered_defenses(backdoor)
+        summary = summarise(backdoor)
+        parts += [
+            "",
+            "## Per scenario (the shape of paper 001 Table 2)",
+            "",
+        ]
+        if dataset == "cifar10" and paper is not None:
+            parts += [
+                "Paper 001's Table 2 value follows ours in brackets (PreActResNet18, "
+                "100-epoch final model, median of 3 seeds).",
+                "",
+            ]
+        parts += [
+            table2(summary, defenses, paper, dataset),
+            "",
+            "## Successful defenses (TMR < 1%)",
+            "",
+            success_table(backdoor, defenses),
+        ]
+    if minimax:
+        parts += [
+            "",
+            "## Paper 002: noisy-label training with adversarial training",
+            "",
+            "Clean and poison accuracy (accuracy on triggered test images against "
+            "their true labels) are the means over the last 10 epochs, as paper "
+            "002 reports; TMR, FP and FN use the final network and the samples "
+            "its filter kept in the last epochs.",
+            "",
+            minimax_table(minimax),
+        ]
+    parts += [
+        "",
+        "## Seconds per defense",
+        "",
+        seconds_table(records, ordered_defenses(records)),
+    ]
+    if plot_paths:
+        parts += ["", "## Plots", ""]
+        parts += [f"![{Path(p).stem}]({Path(p).name})" for p in plot_paths]
+    return "\n".join(parts) + "\n"
+
+
+def parse_arguments(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", help="JSON-lines file of benchmarks/run.py")
+    parser.add_argument("--out", required=True, help="markdown file to write")
+    parser.add_argument("--plots", default=None, help="folder for the PNG plots")
+    parser.add_argument("--name", default=None, help="default: the results file stem")
+    parser.add_argument("--paper", default=str(PAPER_TABLE))
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_arguments(argv)
+    records = read_records(args.results)
+    name = args.name or Path(args.results).stem
+    plot_paths = ()
+    if args.plots:
+        defenses = ordered_defenses(records)
+        plot_paths = write_plots(records, defenses, args.plots, name)
+    paper = load_paper_table(args.paper) if args.paper else None
+    Path(args.out).write_text(build_report(records, name, paper, plot_paths))
+    print(f"wrote {args.out}" + "".join(f", {p}" for p in plot_paths))
+
+
+if __name__ == "__main__":
+    main()
