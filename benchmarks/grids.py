@@ -137,10 +137,9 @@ def _reference_by_name():
     return {s.name: s for seed in REFERENCE_SEEDS for s in reference_scenarios(seed)}
 
 
-def _reference_trigger_for_target(target):
-    """The trigger of the first seed-100 reference scenario aimed at ``target``."""
-    scenario = next(s for s in reference_scenarios(100) if s.target == target)
-    return scenario.trigger()
+def _reference_for_target(target):
+    """The first seed-100 reference scenario aimed at ``target`` (for its trigger)."""
+    return next(s for s in reference_scenarios(100) if s.target == target)
 
 
 def _watermark_for_pair(source, target):
@@ -198,10 +197,11 @@ def make_poisoned(scenario, X, y, seed):
         )
     if scenario.startswith("all-to-all-"):
         fraction = float(parts[-1])
+        reference = _reference_for_target(2)
         poisoned = dirty_label_backdoor(
             X,
             y,
-            _reference_trigger_for_target(2),
+            reference.trigger(),
             target=None,
             poison_fraction=fraction,
             mode="all-to-all",
@@ -210,15 +210,16 @@ def make_poisoned(scenario, X, y, seed):
         return poisoned, {
             "attack": "dlbd-all-to-all",
             "offset": 1,
-            "trigger": "reference 0-to-2 seed100",
+            "trigger": f"as {reference.name}",
             "poison_fraction": fraction,
         }
     if scenario.startswith("all-to-"):
         target, fraction = int(parts[2]), float(parts[3])
+        reference = _reference_for_target(target)
         poisoned = dirty_label_backdoor(
             X,
             y,
-            _reference_trigger_for_target(target),
+            reference.trigger(),
             target=target,
             poison_fraction=fraction,
             mode="all-to-one",
@@ -227,7 +228,7 @@ def make_poisoned(scenario, X, y, seed):
         return poisoned, {
             "attack": "dlbd-all-to-one",
             "target": target,
-            "trigger": f"reference *-to-{target} seed100",
+            "trigger": f"as {reference.name}",
             "poison_fraction": fraction,
         }
     if scenario.startswith("flip-"):

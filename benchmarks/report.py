@@ -187,6 +187,19 @@ def success_counts(records, defenses, metric="targeted"):
     return counts
 
 
+def one_flip_note(records):
+    """How much one flipped test image weighs in A, which sets what < 1% means."""
+    sizes = [r["n_test_attacked"] for r in records if r.get("n_test_attacked")]
+    if not sizes:
+        return ""
+    smallest = min(sizes)
+    return (
+        f"The smallest attacked test set has {smallest} images, so one flipped "
+        f"image is {100 / smallest:.1f}% of A"
+        + (": below 100 images A < 1% means no flip at all." if smallest < 100 else ".")
+    )
+
+
 def success_table(records, defenses):
     lines = [
         "| defense | A < 1% (targeted TMR) | TMR < 1% (eq. 7, any flip) | runs |",
@@ -229,6 +242,10 @@ def minimax_table(records):
     return "\n".join(lines)
 
 
+def seconds_cell(value):
+    return "" if value is None else f"{value:.1f}"
+
+
 def seconds_table(records, defenses):
     lines = [
         "| defense | runs | defense fit s (median) | final model s (median) "
@@ -241,8 +258,8 @@ def seconds_table(records, defenses):
         final = median_or_none([r["seconds"].get("final_fit") for r in group])
         totals = [r["seconds"]["total"] for r in group]
         lines.append(
-            f"| {label(defense)} | {len(group)} | {'' if fit is None else f'{fit:.1f}'} "
-            f"| {'' if final is None else f'{final:.1f}'} "
+            f"| {label(defense)} | {len(group)} | {seconds_cell(fit)} "
+            f"| {seconds_cell(final)} "
             f"| {statistics.median(totals):.1f} | {max(totals):.1f} |"
         )
     return "\n".join(lines)
@@ -339,7 +356,9 @@ def build_report(records, name, paper=None, plot_paths=()):
         parts += [
             table2(summary, defenses, paper, dataset),
             "",
-            "## Successful defenses (TMR < 1%)",
+            "## Successful defenses (A < 1%)",
+            "",
+            one_flip_note(backdoor),
             "",
             success_table(backdoor, defenses),
         ]

@@ -23,6 +23,7 @@ instance, or the cluster of ``RAY_ADDRESS``), one GPU per job.
 import argparse
 import datetime
 import functools
+import importlib
 import json
 import platform
 import sys
@@ -449,6 +450,9 @@ def main(argv=None):
             print(run.key)
         return
     n_jobs = args.n_jobs or max(1, torch.cuda.device_count())
+    # Jobs are pickled by reference: workers (loky's, Ray's) cannot see this
+    # script's __main__, so hand them the function of the importable module.
+    job = importlib.import_module(Path(__file__).stem).run_one
     if args.backend == "ray":
         from ray.util.joblib import register_ray
 
@@ -460,9 +464,9 @@ def main(argv=None):
             gpus = 1 if torch.cuda.is_available() else 0
         remote_args = {"num_gpus": gpus} if gpus else {}
         with joblib.parallel_config(backend="ray", ray_remote_args=remote_args):
-            run_grid(runs, args.out, n_jobs, args.data, args.device)
+            run_grid(runs, args.out, n_jobs, args.data, args.device, job)
     else:
-        run_grid(runs, args.out, n_jobs, args.data, args.device)
+        run_grid(runs, args.out, n_jobs, args.data, args.device, job)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,228 @@
+"""The benchmark runner and report of ``benchmarks/`` (loaded by path)."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+REQUIRED_FIELDS = {
+    "key",
+    "grid",
+    "dataset",
+    "scenario",
+    "scenario_params",
+    "defense",
+    "defense_params",
+    "net",
+    "final_epochs",
+    "seed",
+    "clean_accuracy",
+    "tmr",
+    "tmr_targeted",
+    "poison_accuracy",
+    "fp",
+    "fn",
+    "seconds",
+    "peak_gpu_memory_bytes",
+    "device",
+    "device_name",
+    "versions",
+    "git_commit",
+}
+
+
+def load_script(name):
+    # run.py imports its sibling grids.py as a top-level module.
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(
+        f"benchmark_{name}", BENCHMARKS / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def runner():
+    return load_script("run")
+
+
+@pytest.fixture(scope="module")
+def report():
+    return load_script("report")
+
+
+@pytest.mark.parametrize("preset", ["default", "paper"])
+@pytest.mark.parametrize(
+    "grid",
+    ["digits", "smoke", "dlbd", "all-to-one", "all-to-all", "watermark", "paper002"],
+)
+def test_run_keys_are_stable_and_unique(runner, grid, preset):
+    keys = [run.key for run in runner.build_grid(grid, preset=preset)]
+    assert len(keys) == len(set(keys))
+    assert keys == [run.key for run in runner.build_grid(grid, preset=preset)]
+
+
+def test_grid_sizes(runner):
+    # 9 digits scenarios x 6 defenses + 5 minimax variants on the label flip.
+    assert len(runner.build_grid("digits")) == 59
+    # 24 reference scenarios x 3 seeds x 6 defenses.
+    assert len(runner.build_grid("dlbd")) == 432
+    paper = runner.build_grid("paper002", preset="paper")
+    assert {run.net for run in paper} == {"resnet32"}
+    assert {run.final_epochs for run in paper} == {100}
+    dlbd = runner.build_grid("dlbd", preset="paper")
+    assert {run.net for run in dlbd} == {"preact_resnet18"}
+
+
+def test_every_cifar_scenario_poisons_a_small_fake_set(runner):
+    rng = np.random.RandomState(0)
+    X = rng.randint(0, 256, size=(1000, 32, 32, 3), dtype=np.uint8)
+    y = np.repeat(np.arange(10), 100)
+    scenarios = sorted(
+        {(run.scenario, run.seed) for run in runner.build_grid("cifar10")}
+    )
+    assert len(scenarios) == 114
+    for scenario, seed in scenarios:
+        poisoned, params = runner.make_poisoned(scenario, X, y, seed)
+        assert len(poisoned.poison_indices) > 0
+        assert params["poison_fraction"] in (0.05, 0.1, 0.15, 0.2, 0.35)
+
+
+def test_key_does_not_depend_on_field_order(runner):
+    run = runner.build_grid("smoke")[1]
+    key = json.loads(run.key)
+    assert key["defense"] == "ss"
+    assert key["defense_params"] == [["epochs", 1]]
+    assert list(key) == sorted(key)
+
+
+def fake_record(run, data_path, job_index, device):
+    return {
+        "key": run.key,
+        "scenario": run.scenario,
+        "defense": run.defense,
+        "tmr": 0.0,
+        "clean_accuracy": 1.0,
+        "fp": 0,
+        "fn": 0,
+        "seconds": {"total": 0.0},
+    }
+
+
+def test_resume_skips_runs_already_in_the_file(runner, tmp_path):
+    out = tmp_path / "results.jsonl"
+    runs = runner.build_grid("digits")[:5]
+    runner.append_record(out, fake_record(runs[2], None, 0, "cpu"))
+    calls = []
+
+    def counting_run(run, data_path, job_index, device):
+        calls.append(run.key)
+        return fake_record(run, data_path, job_index, device)
+
+    assert runner.run_grid(runs, out, run_function=counting_run) == 4
+    assert runs[2].key not in calls
+    assert runner.run_grid(runs, out, run_function=counting_run) == 0
+    assert len(calls) == 4
+    assert runner.completed_keys(out) == {run.key for run in runs}
+
+
+def test_a_real_run_records_every_field(runner):
+    run = next(r for r in runner.build_grid("smoke") if r.defense == "ss")
+    record = runner.run_one(run, device="cpu")
+    assert REQUIRED_FIELDS <= set(record)
+    assert record["key"] == run.key
+    assert record["scenario_params"]["n_poisoned"] == 25
+    assert record["defense_params"]["epochs"] == 1
+    assert {"load", "poison", "defense_fit", "final_fit", "total"} <= set(
+        record["seconds"]
+    )
+    assert 0.0 <= record["tmr"] <= 1.0
+    assert record["fp"] + 25 - record["fn"] == record["n_removed"]
+    json.dumps(record)
+
+
+def report_record(scenario, defense, tmr, source=0, target=7, fraction=0.05):
+    return {
+        "dataset": "digits",
+        "scenario": scenario,
+        "defense": defense,
+        "scenario_params": {
+            "attack": "dlbd-1-to-1",
+            "source": source,
+            "target": target,
+            "poison_fraction": fraction,
+        },
+        "defense_params": {},
+        "clean_accuracy": 0.95,
+        "tmr": tmr,
+        "tmr_targeted": tmr,
+        "poison_accuracy": 1 - tmr,
+        "fp": 10,
+        "fn": 0 if tmr < 0.01 else 5,
+        "seconds": {"total": 1.0, "final_fit": 1.0},
+        "device": "cpu",
+        "device_name": "x86_64",
+        "git_commit": "abc",
+        "versions": {"torch": "x"},
+    }
+
+
+def test_report_counts_successes(report, tmp_path):
+    records = [
+        report_record("a", "none", 0.9),
+        report_record("a", "ispl", 0.0),
+        report_record("b", "none", 0.5, source=3, target=8),
+        report_record("b", "ispl", 0.005, source=3, target=8),
+        report_record("c", "ispl", 0.2, source=5, target=2),
+    ]
+    assert report.success_counts(records, ["none", "ispl"]) == {
+        "none": (0, 2),
+        "ispl": (2, 3),
+    }
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    markdown = report.build_report(report.read_records(path), "fake")
+    assert "| ISPL+B | 2 | 2 | 3 |" in markdown
+    assert "| 0 / 7 | 5 |" in markdown
+
+
+def test_report_puts_paper_numbers_beside_ours(report):
+    paper = report.load_paper_table()
+    assert len(paper) == 24
+    record = report_record("0-to-2-pixel-0.05-seed100", "ispl", 0.0, 0, 2, 0.05)
+    record["dataset"] = "cifar10"
+    markdown = report.build_report([record], "fake", paper)
+    # Paper 001 Table 2, 0 / 2 at 5%: ISPL+B C 90.9, A 0.0, FP 3761, FN 23.
+    assert "| 0 / 2 | 5 | 95.0 (90.9) | 0.0 (0) | 10 (3761) | 0 (23) |" in markdown
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None, reason="ray is not installed"
+)
+@pytest.mark.slow
+def test_ray_backend_runs_the_smoke_grid(tmp_path):
+    out = tmp_path / "ray.jsonl"
+    command = [
+        sys.executable,
+        str(BENCHMARKS / "run.py"),
+        "--grid",
+        "smoke",
+        "--backend",
+        "ray",
+        "--n-jobs",
+        "2",
+        "--out",
+        str(out),
+    ]
+    env = os.environ | {"OMP_NUM_THREADS": "1", "RAY_ADDRESS": "local"}
+    subprocess.run(command, check=True, env=env, timeout=300, cwd=tmp_path)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["defense"] for r in records) == ["none", "ss"]
