@@ -14,8 +14,6 @@ from sklearn_backdoor.activation_clustering import (
     reduce_representations,
     two_means,
 )
-from sklearn_backdoor.datasets import load_digits_images
-from sklearn_backdoor.poisoning import PatchTrigger, dirty_label_backdoor
 
 SETTINGS = settings(max_examples=30, deadline=None)
 
@@ -302,12 +300,8 @@ def test_unknown_layer_is_named():
 # ---------------------------------------------------------------------------
 
 
-def test_digits_user_run_with_defaults():
-    X, y = load_digits_images()
-    trigger = PatchTrigger(pixels=((0, 0), (0, 1), (1, 0)), color=255)
-    data = dirty_label_backdoor(
-        X, y, trigger, target=1, source=7, poison_fraction=0.1, random_state=0
-    )
+def test_digits_user_run_with_defaults(poisoned_digits):
+    data = poisoned_digits
     start = time.perf_counter()
     ac = ActivationClusteringFilter(random_state=0).fit(data.X, data.y)
     print(f"ActivationClusteringFilter digits fit: {time.perf_counter() - start:.1f} s")

@@ -6,14 +6,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.utils._param_validation import InvalidParameterError
 
-from sklearn_backdoor.datasets import load_digits_images
 from sklearn_backdoor.itlm import (
     ITLMFilter,
     default_keep_fraction,
     keep_lowest_loss,
     kept_count,
 )
-from sklearn_backdoor.poisoning import PatchTrigger, dirty_label_backdoor
 
 SETTINGS = settings(max_examples=60, deadline=None)
 
@@ -161,12 +159,8 @@ def test_invalid_parameters_are_named(params, name):
 # ---------------------------------------------------------------------------
 
 
-def test_digits_user_run_with_defaults():
-    X, y = load_digits_images()
-    trigger = PatchTrigger(pixels=((0, 0), (0, 1), (1, 0)), color=255)
-    data = dirty_label_backdoor(
-        X, y, trigger, target=1, source=7, poison_fraction=0.1, random_state=0
-    )
+def test_digits_user_run_with_defaults(poisoned_digits):
+    data = poisoned_digits
     start = time.perf_counter()
     itlm = ITLMFilter(random_state=0).fit(data.X, data.y)
     print(f"ITLMFilter digits fit: {time.perf_counter() - start:.1f} s")

@@ -6,8 +6,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.utils._param_validation import InvalidParameterError
 
-from sklearn_backdoor.datasets import load_digits_images
-from sklearn_backdoor.poisoning import PatchTrigger, dirty_label_backdoor
 from sklearn_backdoor.spectral_signatures import (
     SpectralSignatureFilter,
     removal_count,
@@ -212,16 +210,8 @@ def test_transform_rejects_other_data():
 # ---------------------------------------------------------------------------
 
 
-def _poisoned_digits():
-    X, y = load_digits_images()
-    trigger = PatchTrigger(pixels=((0, 0), (0, 1), (1, 0)), color=255)
-    return dirty_label_backdoor(
-        X, y, trigger, target=1, source=7, poison_fraction=0.1, random_state=0
-    )
-
-
-def test_digits_user_run_with_defaults():
-    data = _poisoned_digits()
+def test_digits_user_run_with_defaults(poisoned_digits):
+    data = poisoned_digits
     start = time.perf_counter()
     ss = SpectralSignatureFilter(random_state=0).fit(data.X, data.y)
     print(f"SpectralSignatureFilter digits fit: {time.perf_counter() - start:.1f} s")
