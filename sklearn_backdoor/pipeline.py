@@ -56,7 +56,7 @@ class Pipeline(sk_pipeline.Pipeline):
     >>> X = rng.rand(120, 5).astype(np.float32)
     >>> y = (X[:, 0] > 0.5).astype(int)
     >>> clean = IncompatibilityClustering(n_components=2, n_bags=1,
-    ...     warmup_epochs=1, epochs_per_iteration=1, weak_learner_epochs=1,
+    ...     warmup_epochs=2, epochs_per_iteration=1, weak_learner_epochs=10,
     ...     self_training=False, random_state=0)
     >>> pipe = Pipeline([("clean", clean), ("clf", LogisticRegression())])
     >>> pipe.fit(X, y).predict(X).shape
