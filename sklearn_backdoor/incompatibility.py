@@ -21,8 +21,10 @@ from tqdm.auto import tqdm
 
 from sklearn_backdoor.base import BackdoorWarning, BaseSanitizer, NetworkEstimatorMixin
 from sklearn_backdoor.training import (
+    Stopwatch,
     per_sample_loss,
     predict_logits,
+    side_stream,
     train_augmentation,
     train_net,
 )
@@ -94,8 +96,9 @@ class IncompatibilityClustering(BaseSanitizer):
     random_state : int, RandomState instance or None, default=None
         Seeds the data subsampling, every network and every augmentation.
     n_jobs : int or None, default=None
-        Bags run in parallel threads (useful on a GPU, whose kernels from
-        small batches otherwise leave it idle).
+        Bags run in parallel threads, each on a CUDA stream of its own (useful
+        on a GPU, whose kernels from small batches otherwise leave it idle).
+        The result does not depend on ``n_jobs``.
     device : str, default="auto"
         ``"auto"`` uses CUDA when available.
     verbose : int, default=0
@@ -122,6 +125,13 @@ class IncompatibilityClustering(BaseSanitizer):
         The decision of the vote, before self-training.
     self_training_correctness_ : ndarray of float or None
         Smoothed correctness at the end of self-training (None without it).
+    phase_seconds_ : dict
+        Wall-clock seconds of ``"clustering"`` (the bags: ISPL and the weak
+        learners), ``"voting"`` and ``"self_training"``, device work included.
+    component_seconds_ : ndarray of shape (n_components_found, 2)
+        Seconds of each component's core-set search (Algorithm 1) and of its
+        weak learner's training. With ``n_jobs > 1`` the bags overlap, so
+        these add up to more than ``phase_seconds_["clustering"]``.
     classes_ : ndarray
         Class labels seen in ``fit``.
     n_features_in_ : int
@@ -226,26 +236,47 @@ class IncompatibilityClustering(BaseSanitizer):
     def _fit_mask(self, X_t, y_t, rng):
         y = y_t.cpu().numpy()
         bag_seeds = rng.randint(np.iinfo(np.int32).max, size=self.n_bags)
-        bags = Parallel(n_jobs=self.n_jobs, prefer="threads")(
-            delayed(self._cluster_one_bag)(X_t, y_t, y, np.random.RandomState(seed))
-            for seed in bag_seeds
-        )
-        self.components_ = [core for bag in bags for core, _ in bag]
-        self.weak_learners_ = [net for bag in bags for _, net in bag]
+        with Stopwatch(self.device_) as clustering:
+            bags = Parallel(n_jobs=self.n_jobs, prefer="threads")(
+                delayed(self._cluster_one_bag)(X_t, y_t, y, np.random.RandomState(seed))
+                for seed in bag_seeds
+            )
+        found = [component for bag in bags for component in bag]
+        self.components_ = [core for core, _, _ in found]
+        self.weak_learners_ = [net for _, net, _ in found]
+        self.component_seconds_ = np.array(
+            [seconds for _, _, seconds in found], dtype=float
+        ).reshape(-1, 2)
         self.component_bags_ = np.repeat(
             np.arange(len(bags)), [len(bag) for bag in bags]
         )
-        votes = np.stack([self._predict(net, X_t) for net in self.weak_learners_])
-        self.votes_ = self.classes_[votes]
-        keep, disagreement = vote_by_mode(votes, y, self.min_votes, rng)
+        with Stopwatch(self.device_) as voting:
+            votes = np.stack([self._predict(net, X_t) for net in self.weak_learners_])
+            self.votes_ = self.classes_[votes]
+            keep, disagreement = vote_by_mode(votes, y, self.min_votes, rng)
         self.boosting_mask_ = keep
         self.self_training_correctness_ = None
-        if self.self_training:
-            keep = self._self_train(X_t, y_t, y, keep, rng)
+        with Stopwatch(self.device_) as self_training:
+            if self.self_training:
+                keep = self._self_train(X_t, y_t, y, keep, rng)
+        self.phase_seconds_ = {
+            "clustering": clustering.seconds,
+            "voting": voting.seconds,
+            "self_training": self_training.seconds,
+        }
         return keep, disagreement
 
     def _cluster_one_bag(self, X_t, y_t, y, rng):
-        """One ISPL run: ``n_components`` core sets and their weak learners."""
+        """One ISPL run: ``n_components`` core sets and their weak learners.
+
+        Returns ``(core indices, weak learner, (search seconds, weak-learner
+        seconds))`` per component. The bag runs on a CUDA stream of its own,
+        so that bags in parallel threads share the GPU.
+        """
+        with side_stream(self.device_):
+            return self._cluster_on_current_stream(X_t, y_t, y, rng)
+
+    def _cluster_on_current_stream(self, X_t, y_t, y, rng):
         n = len(y)
         fraction = self.component_fraction or 0.96 / self.n_components
         active = np.ones(n, dtype=bool)
@@ -267,12 +298,14 @@ class IncompatibilityClustering(BaseSanitizer):
                 break
             target = min(1.0, fraction * n / active.sum())
             start_from_half = index == 0
-            core = self._grow_core_set(
-                X_t, y_t, y, active, target, start_from_half, rng
-            )
-            weak = self._new_net(rng)
-            train_net(weak, *_rows(X_t, y_t, core), epochs=self.weak_learner_epochs)
-            learners.append((core, weak))
+            with Stopwatch(self.device_) as search:
+                core = self._grow_core_set(
+                    X_t, y_t, y, active, target, start_from_half, rng
+                )
+            with Stopwatch(self.device_) as weak_training:
+                weak = self._new_net(rng)
+                train_net(weak, *_rows(X_t, y_t, core), epochs=self.weak_learner_epochs)
+            learners.append((core, weak, (search.seconds, weak_training.seconds)))
             active[core] = False
         return learners
 

@@ -17,6 +17,7 @@ Randomness comes from a ``torch.Generator`` owned by each net and seeded from
 """
 
 import threading
+import time
 from contextlib import contextmanager
 
 import numpy as np
@@ -327,6 +328,79 @@ def seeded_global_rng(seed, device="cpu"):
     with torch.random.fork_rng(devices=cuda_devices):
         torch.manual_seed(seed)
         yield
+
+
+def synchronize_stream(device):
+    """Wait until the work queued on ``device``'s current stream has finished.
+
+    A no-op off CUDA. Only the calling thread's current stream is waited for,
+    so a thread timing its own work does not wait for other threads'.
+    """
+    if torch.device(device).type == "cuda":
+        torch.cuda.current_stream(torch.device(device)).synchronize()
+
+
+class Stopwatch:
+    """Wall-clock seconds of a block, counting the device work queued in it.
+
+    Synchronises the current stream on entry and exit (two host syncs per
+    block, so time phases, not batches).
+
+    Parameters
+    ----------
+    device : str
+        A resolved torch device string.
+
+    Attributes
+    ----------
+    seconds : float
+        Set when the block exits.
+
+    Examples
+    --------
+    >>> from sklearn_backdoor.training import Stopwatch
+    >>> with Stopwatch("cpu") as watch:
+    ...     _ = sum(range(1000))
+    >>> watch.seconds >= 0
+    True
+    """
+
+    def __init__(self, device):
+        self.device = device
+        self.seconds = None
+
+    def __enter__(self):
+        synchronize_stream(self.device)
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc_info):
+        synchronize_stream(self.device)
+        self.seconds = time.perf_counter() - self._started
+        return False
+
+
+@contextmanager
+def side_stream(device):
+    """Run a block on a CUDA stream of its own (a no-op off CUDA).
+
+    Lets threads that train independent networks (ISPL's bags) have their
+    kernels overlap on one GPU instead of queueing on the default stream.
+    The new stream first waits for the work already queued on the caller's
+    current stream (which produced the shared input tensors), and the block
+    is finished on exit, so what it returns is safe to use on any stream.
+    """
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    caller = torch.cuda.current_stream(torch.device(device))
+    stream = torch.cuda.Stream(device=torch.device(device))
+    stream.wait_stream(caller)
+    try:
+        with torch.cuda.stream(stream):
+            yield
+    finally:
+        stream.synchronize()
 
 
 def make_net(net, *, n_classes, input_shape, device, random_state):

@@ -5,7 +5,7 @@ import warnings
 import pytest
 import torch
 
-from sklearn_backdoor.training import make_net, predict_logits, train_net
+from sklearn_backdoor.training import make_net, predict_logits, side_stream, train_net
 
 pytestmark = [
     pytest.mark.gpu,
@@ -48,3 +48,44 @@ def test_training_synchronises_with_the_host_about_once_per_epoch():
             torch.cuda.set_sync_debug_mode("default")
     syncs = [w for w in caught if "synchroniz" in str(w.message)]
     assert len(syncs) <= 2 * epochs
+
+
+def test_work_on_a_side_stream_is_finished_and_ordered_after_the_caller():
+    X, _ = _cifar_like(4096)
+    produced = X * 2  # queued on the default stream
+    with side_stream("cuda"):
+        assert torch.cuda.current_stream() != torch.cuda.default_stream()
+        total = (produced.float() ** 2).sum()
+    assert torch.cuda.current_stream() == torch.cuda.default_stream()
+    torch.testing.assert_close(total, (4 * X.float() ** 2).sum())
+
+
+def test_parallel_bags_on_cuda_streams_vote_as_sequential_ones():
+    import numpy as np
+
+    from sklearn_backdoor import IncompatibilityClustering
+
+    rng = np.random.RandomState(0)
+    y = rng.randint(0, 3, 1200)
+    # Class c is brightest in channel c: every learner gets it right.
+    X = rng.randint(0, 128, (1200, 32, 32, 3))
+    X[np.arange(1200), :, :, y] += 127
+    X = X.astype(np.uint8)
+    params = dict(
+        net="fast",
+        n_components=2,
+        n_bags=3,
+        warmup_epochs=1,
+        epochs_per_iteration=1,
+        weak_learner_epochs=4,
+        self_training=False,
+        random_state=0,
+        device="cuda",
+    )
+    sequential = IncompatibilityClustering(n_jobs=1, **params).fit(X, y)
+    parallel = IncompatibilityClustering(n_jobs=3, **params).fit(X, y)
+    # Kernels may differ in the last bits between runs, so the votes are
+    # compared, not the weights.
+    assert len(sequential.components_) == len(parallel.components_) == 6
+    assert (sequential.votes_ == parallel.votes_).mean() > 0.95
+    assert (parallel.votes_ == y).mean() > 0.95

@@ -154,6 +154,26 @@ def test_parallel_bags_give_the_same_result_as_sequential_ones():
     )
 
 
+def test_phase_and_component_seconds_account_for_the_fit():
+    X, y = _small_images()
+    params = {**TINY, "n_bags": 2}
+    ic = IncompatibilityClustering(random_state=0, n_jobs=1, **params).fit(X, y)
+    assert set(ic.phase_seconds_) == {"clustering", "voting", "self_training"}
+    assert all(seconds > 0 for seconds in ic.phase_seconds_.values())
+    assert ic.component_seconds_.shape == (len(ic.components_), 2)
+    assert (ic.component_seconds_ > 0).all()
+    # Sequential bags: the components are timed inside the clustering phase.
+    assert ic.component_seconds_.sum() <= ic.phase_seconds_["clustering"]
+
+
+def test_without_self_training_its_phase_takes_no_time_to_speak_of():
+    X, y = _small_images()
+    params = {**TINY, "self_training": False}
+    ic = IncompatibilityClustering(random_state=0, **params).fit(X, y)
+    assert ic.phase_seconds_["self_training"] < 0.01
+    assert ic.self_training_correctness_ is None
+
+
 def test_transform_returns_the_mask_only_for_the_fit_data():
     X, y = _small_images()
     ic = IncompatibilityClustering(random_state=0, **TINY).fit(X, y)
