@@ -9,11 +9,15 @@ lists the same runs with the same keys, which is what lets the runner resume.
 import json
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+from sklearn.model_selection import train_test_split
+
 from sklearn_backdoor.poisoning import (
     REFERENCE_FRACTIONS,
     REFERENCE_PAIRS,
     WATERMARK_NAMES,
     PatchTrigger,
+    PoisonedDataset,
     checkerboard_trigger,
     dirty_label_backdoor,
     label_flip_backdoor,
@@ -78,6 +82,9 @@ class Run:
         every model; reference scenarios select samples by their own seed.
     defense_params : tuple of (str, object) pairs
         Non-default parameters given to the defense.
+    n_train : int or None, default=None
+        Train on a stratified subsample of this many of the poisoned training
+        samples (:func:`subsample_poisoned`); None keeps them all.
     """
 
     grid: str
@@ -88,11 +95,19 @@ class Run:
     final_epochs: int
     seed: int
     defense_params: tuple = field(default=())
+    n_train: int | None = None
 
     @property
     def key(self):
-        """A stable string made of every field, sorted."""
-        return json.dumps(asdict(self), sort_keys=True, default=list)
+        """A stable string made of every field, sorted.
+
+        ``n_train`` appears only when set, so the keys of runs on the whole
+        training set are those written before it existed.
+        """
+        fields = asdict(self)
+        if fields["n_train"] is None:
+            del fields["n_train"]
+        return json.dumps(fields, sort_keys=True, default=list)
 
 
 # ---------------------------------------------------------------------------
@@ -247,6 +262,33 @@ def make_poisoned(scenario, X, y, seed):
             "poison_fraction": fraction,
         }
     raise ValueError(f"unknown scenario {scenario!r}")
+
+
+def subsample_poisoned(poisoned, n_train, seed):
+    """A stratified subsample of ``n_train`` rows of a :class:`PoisonedDataset`.
+
+    Stratified on (label, poisoned), so the poison fraction and the class
+    balance are those of the whole set; rows keep their order.
+    """
+    n = len(poisoned.y)
+    if not 0 < n_train <= n:
+        raise ValueError(f"n_train must be in [1, {n}], got {n_train}")
+    if n_train == n:
+        return poisoned
+    strata = poisoned.y.astype(np.int64) * 2 + poisoned.is_poison
+    rows, _ = train_test_split(
+        np.arange(n), train_size=n_train, stratify=strata, random_state=seed
+    )
+    rows = np.sort(rows)
+    return PoisonedDataset(
+        X=poisoned.X[rows],
+        y=poisoned.y[rows],
+        poison_indices=np.flatnonzero(poisoned.is_poison[rows]),
+        trigger=poisoned.trigger,
+        source=poisoned.source,
+        target=poisoned.target,
+        y_true=poisoned.y_true[rows],
+    )
 
 
 def _one_to_one(X, y, trigger, trigger_name, source, target, fraction, seed):
@@ -430,8 +472,33 @@ def cifar_grid(name, net="fast", preset="default", seeds=None):
     return runs
 
 
+SCALING_SCENARIO = "0-to-2-pixel-0.1-seed100"
+SCALING_SIZES = (10_000, 25_000, None)
+
+
+def scaling_grid(net="fast", preset="default", seeds=None):
+    """ISPL+B (and the undefended model) on one reference scenario at 10k,
+    25k and all 50k training samples: how fit time grows with n."""
+    net = "preact_resnet18" if preset == "paper" else net
+    return [
+        Run(
+            "scaling",
+            "cifar10",
+            SCALING_SCENARIO,
+            defense,
+            net,
+            DEFAULT_FINAL_EPOCHS[net],
+            seed,
+            n_train=n_train,
+        )
+        for seed in seeds or (100,)
+        for n_train in SCALING_SIZES
+        for defense in ("none", "ispl")
+    ]
+
+
 CIFAR_GRIDS = ("dlbd", "all-to-one", "all-to-all", "watermark", "paper002")
-GRIDS = ("digits", "smoke", *CIFAR_GRIDS, "cifar10")
+GRIDS = ("digits", "smoke", *CIFAR_GRIDS, "cifar10", "scaling")
 
 
 def build_grid(name, net="fast", preset="default", seeds=None):
@@ -446,4 +513,6 @@ def build_grid(name, net="fast", preset="default", seeds=None):
         ]
     if name in CIFAR_GRIDS:
         return cifar_grid(name, net, preset, seeds)
+    if name == "scaling":
+        return scaling_grid(net, preset, seeds)
     raise ValueError(f"unknown grid {name!r}; choose from {GRIDS}")

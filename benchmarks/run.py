@@ -28,6 +28,7 @@ import json
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import joblib
@@ -35,7 +36,7 @@ import numpy as np
 import sklearn
 import skorch
 import torch
-from grids import GRIDS, build_grid, make_poisoned
+from grids import GRIDS, build_grid, make_poisoned, subsample_poisoned
 from sklearn.model_selection import train_test_split
 
 import sklearn_backdoor
@@ -249,6 +250,34 @@ def run_minimax_defense(run, poisoned, test, device, timer):
     return trainer, trainer.mask_, trainer
 
 
+def defense_diagnostics(defense, poisoned):
+    """What a fitted defense's attributes say about where poison went.
+
+    Every defense with ``phase_seconds_`` gives its phases. ISPL+B also gives
+    the size, poison count and seconds (search, weak learner) of each core
+    set, and FP/FN of the vote before self-training: enough to tell a run
+    whose core sets mix poison with clean data from one whose vote or
+    self-training lets the poison back in.
+    """
+    if defense is None:
+        return {}
+    diagnostics = {}
+    if hasattr(defense, "phase_seconds_"):
+        diagnostics["phase_seconds"] = dict(defense.phase_seconds_)
+    if hasattr(defense, "components_"):
+        is_poison = poisoned.is_poison
+        diagnostics["component_sizes"] = [int(len(c)) for c in defense.components_]
+        diagnostics["component_poison"] = [
+            int(is_poison[c].sum()) for c in defense.components_
+        ]
+        diagnostics["component_seconds"] = defense.component_seconds_.round(3).tolist()
+    if getattr(defense, "boosting_mask_", None) is not None:
+        counts = removal_counts(defense.boosting_mask_, poisoned.poison_indices)
+        diagnostics["boosting_fp"] = int(counts.false_positives)
+        diagnostics["boosting_fn"] = int(counts.false_negatives)
+    return diagnostics
+
+
 def estimator_params(estimator):
     if estimator is None:
         return {}
@@ -275,6 +304,8 @@ def run_one(run, data_path=None, job_index=0, device="auto"):
     poisoned, scenario_params = timer(
         "poison", make_poisoned, run.scenario, X_train, y_train, run.seed
     )
+    if run.n_train is not None:
+        poisoned = subsample_poisoned(poisoned, run.n_train, run.seed)
     trigger = poisoned.trigger
     minimax = run.defense.startswith("minimax-")
     runner = run_minimax_defense if minimax else run_paper001_defense
@@ -302,6 +333,7 @@ def run_one(run, data_path=None, job_index=0, device="auto"):
                 "net",
                 "final_epochs",
                 "seed",
+                "n_train",
             )
         },
         "scenario_params": scenario_params
@@ -314,6 +346,7 @@ def run_one(run, data_path=None, job_index=0, device="auto"):
         "fp": int(counts.false_positives),
         "fn": int(counts.false_negatives),
         "n_removed": int(counts.n_removed),
+        "diagnostics": defense_diagnostics(defense, poisoned),
         "seconds": timer.seconds,
         "peak_gpu_memory_bytes": (
             int(torch.cuda.max_memory_allocated(torch.device(device)))
@@ -374,6 +407,23 @@ def _results_as_they_finish(run_function, todo, n_jobs, data_path, device):
         yield from joblib.Parallel(n_jobs=n_jobs)(jobs[start : start + n_jobs])
 
 
+def summary_line(record):
+    """One line per finished run for the console."""
+    line = (
+        f"{record['scenario']} {record['defense']}: "
+        f"TMR {record['tmr']:.1%}, clean {record['clean_accuracy']:.1%}, "
+        f"FP {record['fp']}, FN {record['fn']}, "
+        f"{record['seconds']['total']:.1f} s"
+    )
+    diagnostics = record.get("diagnostics") or {}
+    if "component_poison" in diagnostics:
+        line += (
+            f" | poison per core set {diagnostics['component_poison']}, "
+            f"vote FN {diagnostics['boosting_fn']}"
+        )
+    return line
+
+
 def run_grid(runs, out, n_jobs=1, data_path=None, device="auto", run_function=None):
     """Run the runs not yet in ``out``, appending each record as it finishes.
 
@@ -387,13 +437,7 @@ def run_grid(runs, out, n_jobs=1, data_path=None, device="auto", run_function=No
     results = _results_as_they_finish(run_function, todo, n_jobs, data_path, device)
     for finished, record in enumerate(results, start=1):
         append_record(out, record)
-        print(
-            f"[{finished}/{len(todo)}] {record['scenario']} {record['defense']}: "
-            f"TMR {record['tmr']:.1%}, clean {record['clean_accuracy']:.1%}, "
-            f"FP {record['fp']}, FN {record['fn']}, "
-            f"{record['seconds']['total']:.1f} s",
-            flush=True,
-        )
+        print(f"[{finished}/{len(todo)}] {summary_line(record)}", flush=True)
     return len(todo)
 
 
@@ -409,6 +453,19 @@ def parse_arguments(argv=None):
     parser.add_argument("--scenarios", nargs="+", default=None, help="subset to run")
     parser.add_argument(
         "--final-epochs", type=int, default=None, help="override the final epochs"
+    )
+    parser.add_argument(
+        "--params",
+        type=json.loads,
+        default=None,
+        help="JSON object of defense parameters, given to every selected defense "
+        "that takes them, e.g. '{\"augment_scoring\": false}' (part of the key)",
+    )
+    parser.add_argument(
+        "--n-train",
+        type=int,
+        default=None,
+        help="train on a stratified subsample of this many samples",
     )
     parser.add_argument(
         "--n-jobs",
@@ -435,11 +492,43 @@ def select_runs(args):
     if args.scenarios:
         runs = [run for run in runs if run.scenario in args.scenarios]
     if args.final_epochs:
-        runs = [
-            type(run)(**{**run.__dict__, "final_epochs": args.final_epochs})
-            for run in runs
-        ]
+        runs = [replace(run, final_epochs=args.final_epochs) for run in runs]
+    if args.n_train:
+        runs = [replace(run, n_train=args.n_train) for run in runs]
+    if args.params:
+        runs = with_defense_params(runs, args.params)
     return runs
+
+
+def defense_class(defense):
+    """The estimator class behind a defense name (None for none/oracle)."""
+    if defense.startswith("minimax-"):
+        return NoisyLabelMinimaxTrainer
+    return SANITIZER_CLASSES.get(defense)
+
+
+def with_defense_params(runs, params):
+    """Add ``params`` to the runs whose defense takes every one of them.
+
+    Raises if ``params`` is not a JSON object or no run's defense takes them
+    all, so that a typo cannot silently run the defaults.
+    """
+    if not isinstance(params, dict):
+        raise ValueError(f"--params must be a JSON object, got {params!r}")
+    updated = []
+    matched = False
+    for run in runs:
+        cls = defense_class(run.defense)
+        if cls is not None and set(params) <= set(cls().get_params()):
+            merged = {**dict(run.defense_params), **params}
+            run = replace(run, defense_params=tuple(sorted(merged.items())))
+            matched = True
+        updated.append(run)
+    if not matched:
+        raise ValueError(
+            f"--params {params!r}: no selected defense takes all of {sorted(params)}"
+        )
+    return updated
 
 
 def main(argv=None):

@@ -104,6 +104,96 @@ def test_key_does_not_depend_on_field_order(runner):
     assert list(key) == sorted(key)
 
 
+def test_keys_of_runs_on_the_whole_training_set_did_not_change(runner):
+    # The CPU results written before ``n_train`` existed still resume.
+    done = runner.completed_keys(BENCHMARKS / "results" / "digits.jsonl")
+    assert {run.key for run in runner.build_grid("digits")} == done
+
+
+def test_scaling_grid_trains_ispl_on_three_sizes(runner):
+    runs = runner.build_grid("scaling")
+    assert [(run.n_train, run.defense) for run in runs] == [
+        (10_000, "none"),
+        (10_000, "ispl"),
+        (25_000, "none"),
+        (25_000, "ispl"),
+        (None, "none"),
+        (None, "ispl"),
+    ]
+    assert json.loads(runs[0].key)["n_train"] == 10_000
+    assert "n_train" not in json.loads(runs[-1].key)
+
+
+def test_subsample_keeps_the_poison_fraction_and_the_poisoned_rows(runner):
+    rng = np.random.RandomState(0)
+    X = rng.randint(0, 256, size=(2000, 32, 32, 3), dtype=np.uint8)
+    y = np.repeat(np.arange(10), 200)
+    poisoned, _ = runner.make_poisoned("0-to-2-pixel-0.2-seed100", X, y, 100)
+    small = runner.subsample_poisoned(poisoned, 500, seed=0)
+    assert len(small.y) == 500
+    assert len(small.poison_indices) == round(500 * poisoned.is_poison.mean())
+    np.testing.assert_array_equal(np.bincount(small.y), np.bincount(poisoned.y) // 4)
+    # Each kept row, poisoned or not, is the same image and label as before.
+    rows = [
+        np.flatnonzero((poisoned.X == image).all(axis=(1, 2, 3)))[0]
+        for image in small.X[:50]
+    ]
+    np.testing.assert_array_equal(poisoned.y[rows], small.y[:50])
+    np.testing.assert_array_equal(poisoned.is_poison[rows], small.is_poison[:50])
+    assert small.poison_indices.tolist() == sorted(small.poison_indices.tolist())
+    with pytest.raises(ValueError, match="n_train must be in"):
+        runner.subsample_poisoned(poisoned, 0, seed=0)
+
+
+def test_params_reach_only_the_defenses_that_take_them(runner):
+    runs = runner.build_grid("dlbd", seeds=[100])[:6]
+    updated = runner.with_defense_params(runs, {"augment_scoring": False})
+    changed = {
+        run.defense: dict(run.defense_params) for run in updated if run.defense_params
+    }
+    assert changed == {"ispl": {"augment_scoring": False}}
+    with pytest.raises(ValueError, match="no selected defense takes"):
+        runner.with_defense_params(runs, {"augment_scorign": False})
+    with pytest.raises(ValueError, match="must be a JSON object"):
+        runner.with_defense_params(runs, [1])
+
+
+def test_an_ispl_run_records_where_the_poison_went(runner):
+    short = {
+        "n_components": 2,
+        "n_bags": 1,
+        "warmup_epochs": 5,
+        "epochs_per_iteration": 2,
+        "weak_learner_epochs": 10,
+        "self_training_rounds": 2,
+        "self_training_epochs": 2,
+    }
+    run = runner.build_grid("smoke")[0]
+    run = runner.with_defense_params(
+        [runner.replace(run, defense="ispl", n_train=400)], short
+    )[0]
+    record = runner.run_one(run, device="cpu")
+    diagnostics = record["diagnostics"]
+    assert record["scenario_params"]["n_train"] == 400
+    assert set(diagnostics["phase_seconds"]) == {
+        "clustering",
+        "voting",
+        "self_training",
+    }
+    assert len(diagnostics["component_sizes"]) == 2
+    assert all(
+        0 <= poison <= size
+        for poison, size in zip(
+            diagnostics["component_poison"], diagnostics["component_sizes"], strict=True
+        )
+    )
+    assert len(diagnostics["component_seconds"]) == 2
+    n_poisoned = record["scenario_params"]["n_poisoned"]
+    assert 0 <= diagnostics["boosting_fn"] <= n_poisoned
+    assert "poison per core set" in runner.summary_line(record)
+    json.dumps(record)
+
+
 def fake_record(run, data_path, job_index, device):
     return {
         "key": run.key,
