@@ -148,6 +148,26 @@ def test_predict_logits_matches_the_module_in_eval_mode():
     assert torch.allclose(logits, expected, atol=1e-5)
 
 
+def test_training_after_prediction_puts_every_submodule_back_in_train_mode():
+    X = torch.randn(64, 1, 8, 8)
+    y = torch.randint(0, 3, (64,))
+    net = make_net(
+        "fast", n_classes=3, input_shape=(1, 8, 8), device="cpu", random_state=0
+    )
+    net.set_params(batch_size=32)
+    train_net(net, X, y, epochs=1)
+    predict_logits(net, X)
+    assert not any(m.training for m in net.module_.modules())
+    norms = [m for m in net.module_.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    before = [m.num_batches_tracked.item() for m in norms]
+    train_net(net, X, y, epochs=1, warm_start=True)
+    # Every BatchNorm saw the epoch's 2 batches in train mode.
+    assert [
+        m.num_batches_tracked.item() - b for m, b in zip(norms, before, strict=True)
+    ] == [2] * len(norms)
+    assert all(m.training for m in net.module_.modules())
+
+
 def test_user_skorch_net_is_cloned_onto_the_device_and_trains():
     user_net = NeuralNetClassifier(
         MLP,
