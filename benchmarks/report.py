@@ -265,6 +265,71 @@ def seconds_table(records, defenses):
     return "\n".join(lines)
 
 
+def training_size(record):
+    return record["scenario_params"].get("n_train")
+
+
+def is_scaling(records):
+    """True when one scenario was run on several training-set sizes."""
+    sizes = defaultdict(set)
+    for record in records:
+        sizes[record["scenario"]].add(training_size(record))
+    return any(len(found) > 1 for found in sizes.values())
+
+
+def scaling_table(records):
+    """Seconds and outcome per training-set size and defense."""
+    lines = [
+        "| scenario | n | defense | defense fit s | final model s | total s "
+        "| A (%) | C (%) | FP | FN |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    order = sorted(
+        records,
+        key=lambda r: (r["scenario"], training_size(r), _defense_rank(r["defense"])),
+    )
+    for r in order:
+        lines.append(
+            f"| {r['scenario']} | {training_size(r)} | {label(r['defense'])} "
+            f"| {seconds_cell(r['seconds'].get('defense_fit'))} "
+            f"| {seconds_cell(r['seconds'].get('final_fit'))} "
+            f"| {r['seconds']['total']:.1f} | {percent(attack_rate(r))} "
+            f"| {percent(r['clean_accuracy'])} | {r['fp']} | {r['fn']} |"
+        )
+    return "\n".join(lines)
+
+
+def _defense_rank(defense):
+    return (
+        DEFENSE_ORDER.index(defense) if defense in DEFENSE_ORDER else len(DEFENSE_ORDER)
+    )
+
+
+def ispl_diagnostics_table(records):
+    """Where the poison went in each ISPL+B run: core sets, vote, final mask."""
+    runs = [r for r in records if (r.get("diagnostics") or {}).get("component_poison")]
+    if not runs:
+        return None
+    lines = [
+        "| scenario | seed | n | poisoned | poison per core set | vote FN "
+        "| final FN | clustering s | voting s | self-training s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in sorted(runs, key=lambda r: (r["scenario"], r["seed"], training_size(r))):
+        d = r["diagnostics"]
+        phases = d.get("phase_seconds", {})
+        poison = " ".join(str(count) for count in d["component_poison"])
+        lines.append(
+            f"| {r['scenario']} | {r['seed']} | {training_size(r)} "
+            f"| {r['scenario_params']['n_poisoned']} | {poison} "
+            f"| {d['boosting_fn']} | {r['fn']} "
+            f"| {seconds_cell(phases.get('clustering'))} "
+            f"| {seconds_cell(phases.get('voting'))} "
+            f"| {seconds_cell(phases.get('self_training'))} |"
+        )
+    return "\n".join(lines)
+
+
 def environment_summary(records):
     devices = sorted({f"{r['device']} ({r['device_name']})" for r in records})
     commits = sorted({str(r.get("git_commit"))[:12] for r in records})
@@ -339,6 +404,10 @@ def build_report(records, name, paper=None, plot_paths=()):
         "training samples removed; FN: poisoned samples kept. Several seeds of "
         "a scenario are summarised by their median.",
     ]
+    if backdoor and is_scaling(backdoor):
+        parts += ["", "## Fit time against the training-set size", ""]
+        parts += [scaling_table(backdoor)]
+        backdoor = []
     if backdoor:
         defenses = ordered_defenses(backdoor)
         summary = summarise(backdoor)
@@ -373,6 +442,18 @@ def build_report(records, name, paper=None, plot_paths=()):
             "its filter kept in the last epochs.",
             "",
             minimax_table(minimax),
+        ]
+    diagnostics = ispl_diagnostics_table(records)
+    if diagnostics:
+        parts += [
+            "",
+            "## ISPL+B: where the poison went",
+            "",
+            "Poisoned samples in each core set (bag-major order), poisoned "
+            "samples the vote kept (before self-training) and the final mask "
+            "kept, and the defense's seconds per phase.",
+            "",
+            diagnostics,
         ]
     parts += [
         "",

@@ -284,6 +284,35 @@ def test_report_counts_successes(report, tmp_path):
     assert "| 0 / 7 | 5 |" in markdown
 
 
+def test_report_tables_fit_time_against_n_for_a_scaling_file(report):
+    records = []
+    for n, seconds in ((10_000, 20.0), (50_000, 90.0)):
+        record = report_record("s", "ispl", 0.0)
+        record["scenario_params"]["n_train"] = n
+        record["seconds"] = {"defense_fit": seconds, "final_fit": 5.0, "total": 99.0}
+        records.append(record)
+    assert report.is_scaling(records)
+    assert not report.is_scaling(records[:1])
+    markdown = report.build_report(records, "fake")
+    assert "## Fit time against the training-set size" in markdown
+    assert "| s | 10000 | ISPL+B | 20.0 | 5.0 | 99.0 | 0.0 |" in markdown
+    assert "| s | 50000 | ISPL+B | 90.0 |" in markdown
+    assert "Per scenario" not in markdown
+
+
+def test_report_says_where_the_poison_went_in_ispl_runs(report):
+    record = report_record("a", "ispl", 0.3)
+    record["seed"] = 100
+    record["scenario_params"].update(n_train=1000, n_poisoned=25)
+    record["diagnostics"] = {
+        "phase_seconds": {"clustering": 10.0, "voting": 1.0, "self_training": 4.0},
+        "component_poison": [0, 21, 4],
+        "boosting_fn": 25,
+    }
+    markdown = report.build_report([record], "fake")
+    assert "| a | 100 | 1000 | 25 | 0 21 4 | 25 | 5 | 10.0 | 1.0 | 4.0 |" in markdown
+
+
 def test_report_puts_paper_numbers_beside_ours(report):
     paper = report.load_paper_table()
     assert len(paper) == 24

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# The GPU measurements of the benchmark suite, as stages that each fit in one
+# call of the device tool (10 minutes a command). Run on the device machine,
+# from the repository root, with .device/ prepared by ../shared/tools/device-prep
+# and carried:
+#
+#     bash benchmarks/gpu_session.sh STAGE [extra run.py arguments]
+#
+# Each grid stage stops itself after SLICE_SECONDS (default 540) and resumes
+# where it stopped on the next call, provided the returned results files were
+# copied back into benchmarks/results/ here in between (the device machine
+# gets a fresh copy of this working tree on every start).
+#
+# Stages, in the order a short session should take them:
+#   check      GPU tests, then a reference-style epoch against the engine's
+#   probe      none / oracle / ISPL+B on 0->2 and 7->4 at 10%: does the fast
+#              preset defend, and if not, where the poison went (diagnostics)
+#   variants   ISPL+B on the probe scenarios with the changes the issue's
+#              own fast-network probe points at: clean (unaugmented) loss
+#              passes, a halved schedule, and both
+#   ispl       none / oracle / ISPL+B on the 24 seed-100 DLBD scenarios
+#   baselines  SS / AC / ITLM on the same 24 scenarios
+#   scaling    ISPL+B fit time at 10k / 25k / 50k samples
+#   paper002   the minimax variants on paper 002's grid
+#   paper      the paper preset (PreActResNet18, 100-epoch final model) on
+#              0->2 and 7->4 at 10%; one run may outlast a command: start it
+#              with `start paper` and follow it with `follow` (below)
+#   start S    run stage S detached (setsid), logging to /tmp/gpu-session.log
+#   follow     copy the detached stage's log and results to $OUT for up to
+#              SLICE_SECONDS, or until it ends
+set -uo pipefail
+
+stage=${1:?usage: bash benchmarks/gpu_session.sh STAGE [run.py arguments]}
+shift
+out=${OUT:-/tmp/gpu-session-out}
+slice=${SLICE_SECONDS:-540}
+data=/tmp/cifar10-jpg.zip
+results=benchmarks/results
+log=/tmp/gpu-session.log
+pidfile=/tmp/gpu-session.pid
+mkdir -p "$out" "$results"
+deadline=$((SECONDS + slice))
+
+prepare() {
+    if [ ! -d /tmp/site/skorch ]; then
+        python3 -m pip install -q --no-index --no-deps --target /tmp/site \
+            .device/whl/*.whl || exit 1
+    fi
+    export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+    ln -sfn "$PWD/.device/cifar10-jpg.zip" "$data"
+}
+
+# Probe scenarios: the pair the issue's fast-network probe defended (0->2)
+# and the one it did not (7->4), both at 10%.
+PROBE=(0-to-2-pixel-0.1-seed100 7-to-4-pixel-0.1-seed100)
+
+grid() {
+    local file=$1
+    shift
+    local left=$((deadline - SECONDS))
+    [ "$left" -gt 0 ] || return 124
+    timeout -s INT "$left" python3 benchmarks/run.py --data "$data" \
+        --out "$results/$file" "$@"
+    local status=$?
+    [ -f "$results/$file" ] && cp "$results/$file" "$out/"
+    return $status
+}
+
+prepare
+case $stage in
+check)
+    nvidia-smi -L
+    python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tee "$out/test_gpu.log"
+    python3 benchmarks/engine_speed.py --data "$data" --workers 8 \
+        --out "$results/engine_speed.json" "$@" &&
+        cp "$results/engine_speed.json" "$out/"
+    ;;
+probe)
+    grid cifar10-probe.jsonl --grid dlbd --seeds 100 \
+        --defenses none oracle ispl --scenarios "${PROBE[@]}" "$@"
+    ;;
+variants)
+    for params in '{"augment_scoring": false}' \
+        '{"warmup_epochs": 4, "epochs_per_iteration": 2, "weak_learner_epochs": 20}' \
+        '{"augment_scoring": false, "warmup_epochs": 4, "epochs_per_iteration": 2, "weak_learner_epochs": 20}'; do
+        grid cifar10-probe.jsonl --grid dlbd --seeds 100 --defenses ispl \
+            --scenarios "${PROBE[@]}" --params "$params" "$@" || break
+    done
+    ;;
+ispl)
+    grid cifar10-fast.jsonl --grid dlbd --seeds 100 \
+        --defenses none oracle ispl "$@"
+    ;;
+baselines)
+    grid cifar10-fast.jsonl --grid dlbd --seeds 100 --defenses ss ac itlm "$@"
+    ;;
+scaling)
+    grid cifar10-scaling.jsonl --grid scaling "$@"
+    ;;
+paper002)
+    grid cifar10-paper002-fast.jsonl --grid paper002 "$@"
+    ;;
+paper)
+    deadline=$((SECONDS + 86400))
+    grid cifar10-paper.jsonl --grid dlbd --preset paper \
+        --seeds 100 --final-epochs 100 --defenses none ispl \
+        --scenarios "${PROBE[@]}" "$@"
+    ;;
+start)
+    # The detached shell records its own pid, then becomes the stage.
+    setsid nohup bash -c 'echo $$ >"$0"; shift; exec bash "$@"' \
+        "$pidfile" _ "$0" "$@" >"$log" 2>&1 </dev/null &
+    sleep 2
+    echo "started: $* (pid $(cat "$pidfile"), log $log)"
+    ;;
+follow)
+    deadline=$((SECONDS + slice))
+    while [ $SECONDS -lt $deadline ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; do
+        sleep 15
+    done
+    cp "$log" "$out/" 2>/dev/null
+    cp "$results"/*.jsonl "$out/" 2>/dev/null
+    tail -n 20 "$log"
+    ;;
+*)
+    echo "unknown stage: $stage" >&2
+    exit 2
+    ;;
+esac
