@@ -112,6 +112,11 @@ def git_commit(repository=REPOSITORY):
     return None
 
 
+# Read once, when the process starts: a grid may run for hours while commits
+# land, and its records must name the code that was loaded.
+STARTED_AT_COMMIT = git_commit()
+
+
 def library_versions():
     return {
         "python": platform.python_version(),
@@ -357,7 +362,7 @@ def run_one(run, data_path=None, job_index=0, device="auto"):
         "device_name": device_name(device),
         "host": platform.node(),
         "versions": library_versions(),
-        "git_commit": git_commit(),
+        "git_commit": STARTED_AT_COMMIT,
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
     }
 
