@@ -19,16 +19,15 @@ records the seconds per epoch and the ratio reference / engine::
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from environment import STARTED_AT_COMMIT, device_name, library_versions
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-import sklearn_backdoor
 from sklearn_backdoor.datasets import load_cifar10
 from sklearn_backdoor.inputs import (
     standardization_stats,
@@ -183,15 +182,10 @@ def main(argv=None):
         "warmup_epochs": args.warmup_epochs,
         "reference_workers": args.workers,
         "device": device,
-        "device_name": (
-            torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
-        ),
+        "device_name": device_name(device),
         "torch_threads": torch.get_num_threads(),
-        "versions": {
-            "torch": torch.__version__,
-            "sklearn_backdoor": sklearn_backdoor.__version__,
-            "python": platform.python_version(),
-        },
+        "versions": library_versions(),
+        "git_commit": STARTED_AT_COMMIT,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

@@ -12,7 +12,8 @@
 # gets a fresh copy of this working tree on every start).
 #
 # Stages, in the order a short session should take them:
-#   check      GPU tests, then a reference-style epoch against the engine's
+#   check      GPU tests; a reference-style epoch against the engine's; what
+#              skorch adds per batch over a bare loop (fast, PreActResNet18)
 #   probe      none / oracle / ISPL+B on 0->2 and 7->4 at 10%: does the fast
 #              preset defend, and if not, where the poison went (diagnostics)
 #   variants   ISPL+B on the probe scenarios with the changes the issue's
@@ -74,6 +75,12 @@ check)
     python3 benchmarks/engine_speed.py --data "$data" --workers 8 \
         --out "$results/engine_speed.json" "$@" &&
         cp "$results/engine_speed.json" "$out/"
+    for net in fast preact_resnet18; do
+        python3 benchmarks/loop_overhead.py --net "$net" \
+            --batch-size "$([ $net = fast ] && echo 512 || echo 128)" \
+            --out "$results/loop_overhead-$net.json" &&
+            cp "$results/loop_overhead-$net.json" "$out/"
+    done
     ;;
 probe)
     grid cifar10-probe.jsonl --grid dlbd --seeds 100 \

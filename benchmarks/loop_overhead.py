@@ -16,13 +16,12 @@ networks on small batches, as in ISPL's core sets::
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
 import torch
+from environment import STARTED_AT_COMMIT, device_name, library_versions
 
-import sklearn_backdoor
 from sklearn_backdoor.training import (
     make_net,
     resolve_device,
@@ -117,16 +116,10 @@ def measure(args):
         "engine_ms_per_batch_all": [t * 1e3 for t in timings["engine"]],
         "bare_loop_ms_per_batch_all": [t * 1e3 for t in timings["bare"]],
         "device": device,
-        "device_name": (
-            torch.cuda.get_device_name(torch.device(device))
-            if device.startswith("cuda")
-            else platform.processor() or platform.machine()
-        ),
+        "device_name": device_name(device),
         "torch_threads": torch.get_num_threads(),
-        "versions": {
-            "sklearn_backdoor": sklearn_backdoor.__version__,
-            "torch": torch.__version__,
-        },
+        "versions": library_versions(),
+        "git_commit": STARTED_AT_COMMIT,
     }
 
 

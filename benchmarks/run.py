@@ -33,13 +33,15 @@ from pathlib import Path
 
 import joblib
 import numpy as np
-import sklearn
-import skorch
 import torch
+from environment import (
+    STARTED_AT_COMMIT,
+    device_name,
+    library_versions,
+)
 from grids import GRIDS, build_grid, make_poisoned, subsample_poisoned
 from sklearn.model_selection import train_test_split
 
-import sklearn_backdoor
 from sklearn_backdoor import (
     ActivationClusteringFilter,
     IncompatibilityClustering,
@@ -56,7 +58,6 @@ from sklearn_backdoor.metrics import (
     targeted_misclassification_rate,
 )
 
-REPOSITORY = Path(__file__).resolve().parent.parent
 SANITIZER_CLASSES = {
     "ss": SpectralSignatureFilter,
     "ac": ActivationClusteringFilter,
@@ -94,53 +95,12 @@ def load_dataset(dataset, data_path=None):
 # ---------------------------------------------------------------------------
 
 
-def git_commit(repository=REPOSITORY):
-    """The commit checked out in ``repository``, read from ``.git`` (no git call)."""
-    git = repository / ".git"
-    try:
-        head = (git / "HEAD").read_text().strip()
-        if not head.startswith("ref: "):
-            return head
-        ref = head.removeprefix("ref: ")
-        if (git / ref).exists():
-            return (git / ref).read_text().strip()
-        for line in (git / "packed-refs").read_text().splitlines():
-            if line.endswith(" " + ref):
-                return line.split()[0]
-    except OSError:
-        pass
-    return None
-
-
-# Read once, when the process starts: a grid may run for hours while commits
-# land, and its records must name the code that was loaded.
-STARTED_AT_COMMIT = git_commit()
-
-
-def library_versions():
-    return {
-        "python": platform.python_version(),
-        "sklearn_backdoor": sklearn_backdoor.__version__,
-        "torch": torch.__version__,
-        "sklearn": sklearn.__version__,
-        "skorch": skorch.__version__,
-        "numpy": np.__version__,
-        "joblib": joblib.__version__,
-    }
-
-
 def job_device(job_index, device="auto"):
     """``cuda:{job_index % n_gpus}`` when CUDA is visible, else ``device`` or cpu."""
     if device != "auto":
         return device
     n_gpus = torch.cuda.device_count()
     return f"cuda:{job_index % n_gpus}" if n_gpus else "cpu"
-
-
-def device_name(device):
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(torch.device(device))
-    return platform.processor() or platform.machine()
 
 
 class PhaseTimer:

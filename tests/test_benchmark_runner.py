@@ -194,6 +194,22 @@ def test_an_ispl_run_records_where_the_poison_went(runner):
     json.dumps(record)
 
 
+def test_loop_overhead_times_both_loops(tmp_path):
+    overhead = load_script("loop_overhead")
+    out = tmp_path / "overhead.json"
+    arguments = "--net mlp --input-shape 1 8 8 --n 64 --batch-size 8 --epochs 1"
+    overhead.main(
+        [*arguments.split(), "--repeats", "2", "--device", "cpu", "--out", str(out)]
+    )
+    result = json.loads(out.read_text())
+    assert len(result["engine_ms_per_batch_all"]) == 2
+    assert result["engine_ms_per_batch"] == min(result["engine_ms_per_batch_all"])
+    assert result["bare_loop_ms_per_batch"] > 0
+    assert result["skorch_overhead_ms_per_batch"] == pytest.approx(
+        result["engine_ms_per_batch"] - result["bare_loop_ms_per_batch"]
+    )
+
+
 def fake_record(run, data_path, job_index, device):
     return {
         "key": run.key,
