@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# The GPU measurements of the benchmark suite, as stages that each fit in one
-# call of the device tool (10 minutes a command). Run on the device machine,
-# from the repository root, with .device/ prepared by ../shared/tools/device-prep
-# and carried:
+# The GPU measurements of the benchmark suite, as stages that fit calls of
+# the device tool (10 minutes a command). Run on the device machine, from the
+# repository root, with .device/ prepared by ../shared/tools/device-prep and
+# carried:
 #
-#     bash benchmarks/gpu_session.sh STAGE [extra run.py arguments]
+#     bash benchmarks/gpu_session.sh STAGE [STAGE ...] [-- run.py arguments]
 #
-# Each grid stage stops itself after SLICE_SECONDS (default 540) and resumes
-# where it stopped on the next call, provided the returned results files were
-# copied back into benchmarks/results/ here in between (the device machine
-# gets a fresh copy of this working tree on every start).
+# Stages named together share one deadline, SLICE_SECONDS (default 540) from
+# the start, so that one call (one machine start) can hold several. A grid
+# stage stops itself at the deadline and resumes where it stopped on the next
+# call, provided the returned results files were copied back into
+# benchmarks/results/ here in between (the device machine gets a fresh copy
+# of this working tree on every start). Arguments after `--` go to every
+# run.py call.
 #
 # Stages, in the order a short session should take them:
 #   check      GPU tests; a reference-style epoch against the engine's; what
@@ -24,23 +27,37 @@
 #   scaling    ISPL+B fit time at 10k / 25k / 50k samples
 #   paper002   the minimax variants on paper 002's grid
 #   paper      the paper preset (PreActResNet18, 100-epoch final model) on
-#              0->2 and 7->4 at 10%; one run may outlast a command: start it
+#              0->2 and 7->4 at 10%; one run outlasts a command: start it
 #              with `start paper` and follow it with `follow` (below)
-#   start S    run stage S detached (setsid), logging to /tmp/gpu-session.log
-#   follow     copy the detached stage's log and results to $OUT for up to
-#              SLICE_SECONDS, or until it ends
+#   start S..  run stages S.. detached (setsid), logging to /tmp/gpu-session.log
+#   follow     copy the detached stages' log and results to $OUT until the
+#              deadline, or until they end
 set -uo pipefail
 
-stage=${1:?usage: bash benchmarks/gpu_session.sh STAGE [run.py arguments]}
-shift
+stages=()
+while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+    stages+=("$1")
+    shift
+done
+[ "${1:-}" = "--" ] && shift
+[ ${#stages[@]} -gt 0 ] || {
+    echo "usage: bash benchmarks/gpu_session.sh STAGE [STAGE ...] [-- run.py arguments]" >&2
+    exit 2
+}
+
 out=${OUT:-/tmp/gpu-session-out}
 slice=${SLICE_SECONDS:-540}
+deadline=$((SECONDS + slice))
 data=/tmp/cifar10-jpg.zip
 results=benchmarks/results
 log=/tmp/gpu-session.log
 pidfile=/tmp/gpu-session.pid
 mkdir -p "$out" "$results"
-deadline=$((SECONDS + slice))
+
+# Probe scenarios: the pair the issue's fast-network probe defended (0->2)
+# and the one it did not (7->4), both at 10%.
+PROBE=(0-to-2-pixel-0.1-seed100 7-to-4-pixel-0.1-seed100)
+HALVED='"warmup_epochs": 4, "epochs_per_iteration": 2, "weak_learner_epochs": 20'
 
 prepare() {
     if [ ! -d /tmp/site/skorch ]; then
@@ -51,10 +68,7 @@ prepare() {
     ln -sfn "$PWD/.device/cifar10-jpg.zip" "$data"
 }
 
-# Probe scenarios: the pair the issue's fast-network probe defended (0->2)
-# and the one it did not (7->4), both at 10%.
-PROBE=(0-to-2-pixel-0.1-seed100 7-to-4-pixel-0.1-seed100)
-
+# grid FILE run.py-arguments...: run until the deadline, then return FILE.
 grid() {
     local file=$1
     shift
@@ -67,70 +81,86 @@ grid() {
     return $status
 }
 
-prepare
-case $stage in
-check)
+check() {
     nvidia-smi -L
-    python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tee "$out/test_gpu.log"
+    python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 |
+        tee "$out/test_gpu.log"
     python3 benchmarks/engine_speed.py --data "$data" --workers 8 \
-        --out "$results/engine_speed.json" "$@" &&
+        --out "$results/engine_speed.json" &&
         cp "$results/engine_speed.json" "$out/"
+    local net batch
     for net in fast preact_resnet18; do
-        python3 benchmarks/loop_overhead.py --net "$net" \
-            --batch-size "$([ $net = fast ] && echo 512 || echo 128)" \
+        batch=$([ "$net" = fast ] && echo 512 || echo 128)
+        python3 benchmarks/loop_overhead.py --net "$net" --batch-size "$batch" \
             --out "$results/loop_overhead-$net.json" &&
             cp "$results/loop_overhead-$net.json" "$out/"
     done
-    ;;
-probe)
-    grid cifar10-probe.jsonl --grid dlbd --seeds 100 \
-        --defenses none oracle ispl --scenarios "${PROBE[@]}" "$@"
-    ;;
-variants)
-    for params in '{"augment_scoring": false}' \
-        '{"warmup_epochs": 4, "epochs_per_iteration": 2, "weak_learner_epochs": 20}' \
-        '{"augment_scoring": false, "warmup_epochs": 4, "epochs_per_iteration": 2, "weak_learner_epochs": 20}'; do
-        grid cifar10-probe.jsonl --grid dlbd --seeds 100 --defenses ispl \
-            --scenarios "${PROBE[@]}" --params "$params" "$@" || break
-    done
-    ;;
-ispl)
-    grid cifar10-fast.jsonl --grid dlbd --seeds 100 \
-        --defenses none oracle ispl "$@"
-    ;;
-baselines)
-    grid cifar10-fast.jsonl --grid dlbd --seeds 100 --defenses ss ac itlm "$@"
-    ;;
-scaling)
-    grid cifar10-scaling.jsonl --grid scaling "$@"
-    ;;
-paper002)
-    grid cifar10-paper002-fast.jsonl --grid paper002 "$@"
-    ;;
-paper)
-    deadline=$((SECONDS + 86400))
-    grid cifar10-paper.jsonl --grid dlbd --preset paper \
-        --seeds 100 --final-epochs 100 --defenses none ispl \
-        --scenarios "${PROBE[@]}" "$@"
-    ;;
-start)
-    # The detached shell records its own pid, then becomes the stage.
+}
+
+run_stage() {
+    local stage=$1
+    shift
+    case $stage in
+    check) check ;;
+    probe)
+        grid cifar10-probe.jsonl --grid dlbd --seeds 100 --reference-epoch \
+            --defenses none oracle ispl --scenarios "${PROBE[@]}" "$@"
+        ;;
+    variants)
+        local params
+        for params in '{"augment_scoring": false}' "{$HALVED}" \
+            "{\"augment_scoring\": false, $HALVED}"; do
+            grid cifar10-probe.jsonl --grid dlbd --seeds 100 --defenses ispl \
+                --scenarios "${PROBE[@]}" --params "$params" "$@" || return
+        done
+        ;;
+    ispl)
+        grid cifar10-fast.jsonl --grid dlbd --seeds 100 --reference-epoch \
+            --defenses none oracle ispl "$@"
+        ;;
+    baselines)
+        grid cifar10-fast.jsonl --grid dlbd --seeds 100 --defenses ss ac itlm "$@"
+        ;;
+    scaling) grid cifar10-scaling.jsonl --grid scaling "$@" ;;
+    paper002) grid cifar10-paper002-fast.jsonl --grid paper002 "$@" ;;
+    paper)
+        deadline=$((SECONDS + 86400))
+        grid cifar10-paper.jsonl --grid dlbd --preset paper --seeds 100 \
+            --final-epochs 100 --defenses none ispl --scenarios "${PROBE[@]}" "$@"
+        ;;
+    follow)
+        while [ $SECONDS -lt $deadline ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; do
+            sleep 15
+        done
+        cp "$log" "$out/" 2>/dev/null
+        cp "$results"/*.jsonl "$out/" 2>/dev/null
+        tail -n 20 "$log"
+        ;;
+    *)
+        echo "unknown stage: $stage" >&2
+        return 2
+        ;;
+    esac
+}
+
+if [ "${stages[0]}" = start ]; then
+    # The detached shell records its own pid, then becomes the stages.
     setsid nohup bash -c 'echo $$ >"$0"; shift; exec bash "$@"' \
-        "$pidfile" _ "$0" "$@" >"$log" 2>&1 </dev/null &
+        "$pidfile" _ "$0" "${stages[@]:1}" -- "$@" >"$log" 2>&1 </dev/null &
     sleep 2
-    echo "started: $* (pid $(cat "$pidfile"), log $log)"
-    ;;
-follow)
-    deadline=$((SECONDS + slice))
-    while [ $SECONDS -lt $deadline ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; do
-        sleep 15
-    done
-    cp "$log" "$out/" 2>/dev/null
-    cp "$results"/*.jsonl "$out/" 2>/dev/null
-    tail -n 20 "$log"
-    ;;
-*)
-    echo "unknown stage: $stage" >&2
-    exit 2
-    ;;
-esac
+    echo "started: ${stages[*]:1} (pid $(cat "$pidfile"), log $log)"
+    exit 0
+fi
+
+prepare
+for stage in "${stages[@]}"; do
+    echo "== $stage ($((deadline - SECONDS)) s left)"
+    run_stage "$stage" "$@"
+    status=$?
+    # A grid that hit the deadline (timeout's 124, or run.py stopped by
+    # SIGINT) leaves the rest for the next call.
+    if [ $status -eq 124 ] || [ $status -eq 130 ] || [ $((deadline - SECONDS)) -le 0 ]; then
+        echo "== deadline reached during $stage; call again to resume"
+        break
+    fi
+done

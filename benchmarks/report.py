@@ -183,7 +183,9 @@ def success_counts(records, defenses, metric="targeted"):
     counts = {}
     for defense in defenses:
         rates = [attack_rate(r, metric) for r in records if r["defense"] == defense]
-        counts[defense] = (sum(a < SUCCESS_THRESHOLD for a in rates), len(rates))
+        # A run without a final model (the defense kept nothing) is no success.
+        successes = sum(a is not None and a < SUCCESS_THRESHOLD for a in rates)
+        counts[defense] = (successes, len(rates))
     return counts
 
 
@@ -247,21 +249,35 @@ def seconds_cell(value):
 
 
 def seconds_table(records, defenses):
-    lines = [
+    """Seconds per defense; in reference epochs too where the runs timed one."""
+    in_epochs = any(r.get("reference_epoch_seconds") for r in records)
+    header = (
         "| defense | runs | defense fit s (median) | final model s (median) "
-        "| total s (median) | total s (max) |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
+        "| total s (median) | total s (max) |"
+    )
+    rule = "| --- | --- | --- | --- | --- | --- |"
+    if in_epochs:
+        header += " total in reference epochs (median) |"
+        rule += " --- |"
+    lines = [header, rule]
     for defense in defenses:
         group = [r for r in records if r["defense"] == defense]
         fit = median_or_none([r["seconds"].get("defense_fit") for r in group])
         final = median_or_none([r["seconds"].get("final_fit") for r in group])
         totals = [r["seconds"]["total"] for r in group]
-        lines.append(
+        line = (
             f"| {label(defense)} | {len(group)} | {seconds_cell(fit)} "
             f"| {seconds_cell(final)} "
             f"| {statistics.median(totals):.1f} | {max(totals):.1f} |"
         )
+        if in_epochs:
+            ratios = [
+                r["seconds"]["total"] / r["reference_epoch_seconds"]
+                for r in group
+                if r.get("reference_epoch_seconds")
+            ]
+            line += f" {seconds_cell(median_or_none(ratios))} |"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -368,7 +384,11 @@ def write_plots(records, defenses, plot_dir, name):
     plot_dir = Path(plot_dir)
     plot_dir.mkdir(parents=True, exist_ok=True)
     tmr = {
-        label(d): [100 * attack_rate(r) for r in records if r["defense"] == d]
+        label(d): [
+            100 * attack_rate(r)
+            for r in records
+            if r["defense"] == d and attack_rate(r) is not None
+        ]
         for d in defenses
     }
     seconds = {

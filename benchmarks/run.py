@@ -188,7 +188,10 @@ def defended_mask(run, poisoned, device, timer):
 
 
 def run_paper001_defense(run, poisoned, test, device, timer):
+    """The final model trained on what the defense kept (None if it kept nothing)."""
     keep, sanitizer = defended_mask(run, poisoned, device, timer)
+    if not keep.any():
+        return None, keep, sanitizer
     final = NetworkClassifier(
         run.net, epochs=run.final_epochs, random_state=run.seed, device=device
     )
@@ -276,9 +279,20 @@ def run_one(run, data_path=None, job_index=0, device="auto"):
     runner = run_minimax_defense if minimax else run_paper001_defense
     test = (X_test, y_test, trigger.apply(X_test)) if minimax else None
     model, keep, defense = runner(run, poisoned, test, device, timer)
-    metrics = timer(
-        "evaluate", attack_metrics, model, X_test, y_test, trigger, scenario_params
-    )
+    if model is None:
+        # Nothing left to train on: no model, so no accuracy or attack rate,
+        # and the run counts as no successful defense.
+        metrics = {
+            "clean_accuracy": None,
+            "tmr": None,
+            "tmr_targeted": None,
+            "poison_accuracy": None,
+            "note": "the defense kept no sample; no final model",
+        }
+    else:
+        metrics = timer(
+            "evaluate", attack_metrics, model, X_test, y_test, trigger, scenario_params
+        )
     if minimax:
         # Paper 002 reports the mean over the last 10 epochs on the whole test set.
         metrics["clean_accuracy_last_epochs"] = float(model.clean_accuracy_)
@@ -374,9 +388,12 @@ def _results_as_they_finish(run_function, todo, n_jobs, data_path, device):
 
 def summary_line(record):
     """One line per finished run for the console."""
+    if record["tmr"] is None:
+        outcome = record.get("note", "no final model")
+    else:
+        outcome = f"TMR {record['tmr']:.1%}, clean {record['clean_accuracy']:.1%}"
     line = (
-        f"{record['scenario']} {record['defense']}: "
-        f"TMR {record['tmr']:.1%}, clean {record['clean_accuracy']:.1%}, "
+        f"{record['scenario']} {record['defense']}: {outcome}, "
         f"FP {record['fp']}, FN {record['fn']}, "
         f"{record['seconds']['total']:.1f} s"
     )
@@ -389,18 +406,29 @@ def summary_line(record):
     return line
 
 
-def run_grid(runs, out, n_jobs=1, data_path=None, device="auto", run_function=None):
+def run_grid(
+    runs,
+    out,
+    n_jobs=1,
+    data_path=None,
+    device="auto",
+    run_function=None,
+    shared_fields=None,
+):
     """Run the runs not yet in ``out``, appending each record as it finishes.
 
     Jobs go through ``joblib.Parallel`` under the active
     ``joblib.parallel_config`` (loky processes by default, Ray when the
-    caller selected it). Returns the number of runs executed.
+    caller selected it). ``shared_fields`` are added to every record (e.g.
+    the reference epoch timed by this process). Returns the number of runs
+    executed.
     """
     run_function = run_function or run_one
     todo = pending_runs(runs, out)
     print(f"{len(runs)} runs in the grid, {len(runs) - len(todo)} already in {out}")
     results = _results_as_they_finish(run_function, todo, n_jobs, data_path, device)
     for finished, record in enumerate(results, start=1):
+        record.update(shared_fields or {})
         append_record(out, record)
         print(f"[{finished}/{len(todo)}] {summary_line(record)}", flush=True)
     return len(todo)
@@ -445,6 +473,12 @@ def parse_arguments(argv=None):
         type=float,
         default=None,
         help="Ray only: GPUs each job reserves (default: 1 if CUDA is visible here)",
+    )
+    parser.add_argument(
+        "--reference-epoch",
+        action="store_true",
+        help="first time one reference-style epoch (PreActResNet18, DataLoader, "
+        "batch 128) on this device and CIFAR-10, and record it in every run",
     )
     parser.add_argument("--list", action="store_true", help="print the runs and exit")
     return parser.parse_args(argv)
@@ -496,6 +530,32 @@ def with_defense_params(runs, params):
     return updated
 
 
+def reference_epoch_fields(args, workers=8):
+    """Seconds of one reference-style training epoch on this process's device.
+
+    The papers' reference implementation trains PreActResNet18 behind a
+    CPU ``DataLoader`` at batch 128 (``engine_speed.time_reference``); timing
+    one of its epochs in the same process as the grid makes "ISPL+B end to
+    end costs N reference epochs" a ratio measured on one machine. One
+    untimed epoch first starts the workers and the kernels.
+    """
+    from engine_speed import time_reference
+
+    if args.data is None:
+        raise ValueError("--reference-epoch needs --data (CIFAR-10)")
+    device = job_device(0, args.device)
+    X_train, y_train, _, _ = load_dataset("cifar10", args.data)
+    seconds = time_reference(
+        X_train, y_train, device, epochs=1, warmup_epochs=1, workers=workers, seed=0
+    )
+    print(f"reference-style epoch: {seconds:.1f} s on {device_name(device)}")
+    return {
+        "reference_epoch_seconds": seconds,
+        "reference_epoch_setup": f"PreActResNet18, DataLoader with {workers} "
+        f"workers, batch 128, fp32, {len(y_train)} images, {device_name(device)}",
+    }
+
+
 def main(argv=None):
     args = parse_arguments(argv)
     runs = select_runs(args)
@@ -504,6 +564,7 @@ def main(argv=None):
             print(run.key)
         return
     n_jobs = args.n_jobs or max(1, torch.cuda.device_count())
+    shared = reference_epoch_fields(args) if args.reference_epoch else None
     # Jobs are pickled by reference: workers (loky's, Ray's) cannot see this
     # script's __main__, so hand them the function of the importable module.
     job = importlib.import_module(Path(__file__).stem).run_one
@@ -518,9 +579,9 @@ def main(argv=None):
             gpus = 1 if torch.cuda.is_available() else 0
         remote_args = {"num_gpus": gpus} if gpus else {}
         with joblib.parallel_config(backend="ray", ray_remote_args=remote_args):
-            run_grid(runs, args.out, n_jobs, args.data, args.device, job)
+            run_grid(runs, args.out, n_jobs, args.data, args.device, job, shared)
     else:
-        run_grid(runs, args.out, n_jobs, args.data, args.device, job)
+        run_grid(runs, args.out, n_jobs, args.data, args.device, job, shared)
 
 
 if __name__ == "__main__":

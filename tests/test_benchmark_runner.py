@@ -240,6 +240,51 @@ def test_resume_skips_runs_already_in_the_file(runner, tmp_path):
     assert runner.completed_keys(out) == {run.key for run in runs}
 
 
+def test_shared_fields_reach_every_record(runner, tmp_path):
+    out = tmp_path / "results.jsonl"
+    runs = runner.build_grid("digits")[:2]
+    shared = {"reference_epoch_seconds": 9.5}
+    runner.run_grid(runs, out, run_function=fake_record, shared_fields=shared)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["reference_epoch_seconds"] for r in records] == [9.5, 9.5]
+
+
+def test_reference_epoch_needs_cifar10(runner):
+    args = runner.parse_arguments(
+        ["--grid", "dlbd", "--out", "x.jsonl", "--reference-epoch"]
+    )
+    with pytest.raises(ValueError, match="needs --data"):
+        runner.reference_epoch_fields(args)
+
+
+def test_report_gives_seconds_in_reference_epochs_where_timed(report):
+    record = report_record("a", "ispl", 0.0)
+    record["seconds"] = {"defense_fit": 50.0, "final_fit": 10.0, "total": 80.0}
+    record["reference_epoch_seconds"] = 10.0
+    table = report.seconds_table([record], ["ispl"])
+    assert "total in reference epochs" in table
+    assert table.splitlines()[-1] == "| ISPL+B | 1 | 50.0 | 10.0 | 80.0 | 80.0 | 8.0 |"
+    assert "reference epochs" not in report.seconds_table(
+        [report_record("a", "ispl", 0.0)], ["ispl"]
+    )
+
+
+def test_a_defense_that_keeps_nothing_is_recorded_not_fatal(
+    runner, report, monkeypatch
+):
+    def keeps_nothing(run, poisoned, device, timer):
+        return np.zeros(len(poisoned.y), dtype=bool), None
+
+    monkeypatch.setattr(runner, "defended_mask", keeps_nothing)
+    run = runner.replace(runner.build_grid("smoke")[0], defense="ispl")
+    record = runner.run_one(run, device="cpu")
+    assert record["clean_accuracy"] is None and record["tmr"] is None
+    assert record["fn"] == 0 and record["fp"] == record["n_removed"] - 25
+    assert "kept no sample" in runner.summary_line(record)
+    assert report.success_counts([record], ["ispl"]) == {"ispl": (0, 1)}
+    json.dumps(record)
+
+
 def test_a_real_run_records_every_field(runner):
     run = next(r for r in runner.build_grid("smoke") if r.defense == "ss")
     record = runner.run_one(run, device="cpu")
