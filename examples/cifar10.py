@@ -147,6 +147,9 @@ def main():
     }
     rows = {}
     for name, keep in training_sets.items():
+        if not keep.any():
+            print(f"{name} kept no sample: no final model to train")
+            continue
         model, seconds[f"{name} final"] = timed(
             final_model().fit, poisoned.X[keep], poisoned.y[keep]
         )
@@ -164,6 +167,14 @@ def main():
             f"{row['fp']:>7d}{row['fn']:>6d}"
         )
     print("seconds:", {k: round(v, 1) for k, v in seconds.items()})
+    poison_per_core_set = [int(poisoned.is_poison[c].sum()) for c in ispl.components_]
+    vote_fn = int((ispl.boosting_mask_ & poisoned.is_poison).sum())
+    print(
+        f"ISPL+B: poisoned samples per core set {poison_per_core_set}; "
+        f"kept by the vote {vote_fn}, after self-training "
+        f"{int((ispl.mask_ & poisoned.is_poison).sum())}; "
+        f"phases (s) { ({k: round(v, 1) for k, v in ispl.phase_seconds_.items()}) }"
+    )
     if args.json_out:
         record = {
             "scenario": scenario.name,
@@ -172,6 +183,9 @@ def main():
             "ispl_params": ispl.get_params(deep=False) | {"net": args.net},
             "results": rows,
             "seconds": seconds,
+            "ispl_phase_seconds": ispl.phase_seconds_,
+            "poison_per_core_set": poison_per_core_set,
+            "poison_kept_by_vote": vote_fn,
             "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
             "host": platform.node(),
             "torch": torch.__version__,

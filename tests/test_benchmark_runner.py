@@ -257,6 +257,21 @@ def test_reference_epoch_needs_cifar10(runner):
         runner.reference_epoch_fields(args)
 
 
+def test_reference_epoch_is_timed_on_the_grid_data(runner, monkeypatch):
+    rng = np.random.RandomState(0)
+    images = rng.randint(0, 256, size=(32, 32, 32, 3), dtype=np.uint8)
+    labels = rng.randint(0, 10, size=32)
+    monkeypatch.setattr(
+        runner, "load_dataset", lambda name, path: (images, labels, None, None)
+    )
+    args = runner.parse_arguments(
+        ["--grid", "dlbd", "--out", "x", "--data", "fake", "--device", "cpu"]
+    )
+    fields = runner.reference_epoch_fields(args, workers=0)
+    assert fields["reference_epoch_seconds"] > 0
+    assert "0 workers, batch 128, fp32, 32 images" in fields["reference_epoch_setup"]
+
+
 def test_report_gives_seconds_in_reference_epochs_where_timed(report):
     record = report_record("a", "ispl", 0.0)
     record["seconds"] = {"defense_fit": 50.0, "final_fit": 10.0, "total": 80.0}
