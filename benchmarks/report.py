@@ -346,6 +346,35 @@ def ispl_diagnostics_table(records):
     return "\n".join(lines)
 
 
+def phase_table(records, defenses):
+    """Median seconds of each defense's phases (from its ``phase_seconds_``)."""
+    lines = []
+    for defense in defenses:
+        phases = [
+            (r.get("diagnostics") or {}).get("phase_seconds")
+            for r in records
+            if r["defense"] == defense
+        ]
+        phases = [p for p in phases if p]
+        if not phases:
+            continue
+        names = list(dict.fromkeys(name for p in phases for name in p))
+        cells = ", ".join(
+            f"{name} {seconds_cell(median_or_none([p.get(name) for p in phases]))}"
+            for name in names
+        )
+        lines.append(f"| {label(defense)} | {len(phases)} | {cells} |")
+    if not lines:
+        return None
+    return "\n".join(
+        [
+            "| defense | runs | seconds per phase (median) |",
+            "| --- | --- | --- |",
+            *lines,
+        ]
+    )
+
+
 def environment_summary(records):
     devices = sorted({f"{r['device']} ({r['device_name']})" for r in records})
     commits = sorted({str(r.get("git_commit"))[:12] for r in records})
@@ -481,6 +510,9 @@ def build_report(records, name, paper=None, plot_paths=()):
         "",
         seconds_table(records, ordered_defenses(records)),
     ]
+    phases = phase_table(records, ordered_defenses(records))
+    if phases:
+        parts += ["", "Inside the defense fit:", "", phases]
     if plot_paths:
         parts += ["", "## Plots", ""]
         parts += [f"![{Path(p).stem}]({Path(p).name})" for p in plot_paths]

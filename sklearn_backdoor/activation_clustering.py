@@ -133,6 +133,10 @@ default="relative-size"
         The network retrained for exclusionary reclassification.
     layer_ : str
         The layer whose input was read.
+    phase_seconds_ : dict
+        Wall-clock seconds of ``"training"``, ``"representations"``,
+        ``"clustering"`` and, when it runs, ``"reclassification"``, device
+        work included.
     classes_ : ndarray
         Class labels seen in ``fit``.
     n_features_in_ : int
@@ -206,26 +210,30 @@ default="relative-size"
     def _fit_mask(self, X_t, y_t, rng):
         net = self._new_net(rng).initialize()
         self.layer_ = resolve_representation_layer(net.module_, self.layer)
-        self.net_ = train_net(net, X_t, y_t, epochs=self.epochs)
-        representations = extract_representations(self.net_, X_t, self.layer_)
-        representations = representations.cpu().numpy()
+        with self._phase("training"):
+            self.net_ = train_net(net, X_t, y_t, epochs=self.epochs)
+        with self._phase("representations"):
+            representations = extract_representations(self.net_, X_t, self.layer_)
+            representations = representations.cpu().numpy()
         y = y_t.cpu().numpy()
-        clusters, reduced = self._cluster_classes(representations, y, rng)
-        flagged, self.silhouette_scores_ = flag_clusters(
-            clusters,
-            y,
-            self.analysis,
-            size_threshold=self.size_threshold,
-            silhouette_threshold=self.silhouette_threshold,
-            reduced=reduced,
-            representations=representations,
-            random_state=rng.randint(np.iinfo(np.int32).max),
-        )
+        with self._phase("clustering"):
+            clusters, reduced = self._cluster_classes(representations, y, rng)
+            flagged, self.silhouette_scores_ = flag_clusters(
+                clusters,
+                y,
+                self.analysis,
+                size_threshold=self.size_threshold,
+                silhouette_threshold=self.silhouette_threshold,
+                reduced=reduced,
+                representations=representations,
+                random_state=rng.randint(np.iinfo(np.int32).max),
+            )
         self.reclassification_net_ = None
         if self.ex_re_threshold is not None:
             self.ex_re_scores_ = np.full(flagged.shape, np.nan)
             if flagged.any():
-                flagged = self._reclassify(X_t, y_t, y, clusters, flagged, rng)
+                with self._phase("reclassification"):
+                    flagged = self._reclassify(X_t, y_t, y, clusters, flagged, rng)
         self.cluster_labels_ = clusters
         self.cluster_sizes_ = cluster_sizes(clusters, y, len(self.classes_))
         self.poison_clusters_ = flagged

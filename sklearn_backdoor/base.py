@@ -17,6 +17,7 @@ them when predicting.
 """
 
 import warnings
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -39,7 +40,7 @@ from sklearn_backdoor.inputs import (
     to_float_channels_first,
     to_standardized_tensor,
 )
-from sklearn_backdoor.training import PRESETS, make_net, resolve_device
+from sklearn_backdoor.training import PRESETS, Stopwatch, make_net, resolve_device
 
 
 class BackdoorWarning(UserWarning):
@@ -191,7 +192,8 @@ class BaseSanitizer(
     """Shared machinery of the network-based sanitizers.
 
     Subclasses implement ``_fit_mask(X_t, y_t, rng)`` which trains its
-    networks on the device tensors and returns ``(mask, scores)``.
+    networks on the device tensors and returns ``(mask, scores)``, timing its
+    phases with :meth:`_phase` into ``phase_seconds_``.
     """
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -215,9 +217,18 @@ class BaseSanitizer(
         rng = check_random_state(self.random_state)
         X_t = self._training_tensor(X)
         y_t = _labels_to_tensor(y_encoded, self.device_)
+        self.phase_seconds_ = {}
         mask, scores = self._fit_mask(X_t, y_t, rng)
         self._store_decision(mask, scores)
         return self
+
+    @contextmanager
+    def _phase(self, name):
+        """Add the wall-clock seconds of a block of ``fit``, device work
+        included, to ``phase_seconds_[name]`` (two stream syncs per block)."""
+        with Stopwatch(self.device_) as watch:
+            yield
+        self.phase_seconds_[name] = self.phase_seconds_.get(name, 0.0) + watch.seconds
 
     def _store_decision(self, mask, scores):
         self.mask_ = np.asarray(mask, dtype=bool)

@@ -236,7 +236,7 @@ class IncompatibilityClustering(BaseSanitizer):
     def _fit_mask(self, X_t, y_t, rng):
         y = y_t.cpu().numpy()
         bag_seeds = rng.randint(np.iinfo(np.int32).max, size=self.n_bags)
-        with Stopwatch(self.device_) as clustering:
+        with self._phase("clustering"):
             bags = Parallel(n_jobs=self.n_jobs, prefer="threads")(
                 delayed(self._cluster_one_bag)(X_t, y_t, y, np.random.RandomState(seed))
                 for seed in bag_seeds
@@ -250,20 +250,15 @@ class IncompatibilityClustering(BaseSanitizer):
         self.component_bags_ = np.repeat(
             np.arange(len(bags)), [len(bag) for bag in bags]
         )
-        with Stopwatch(self.device_) as voting:
+        with self._phase("voting"):
             votes = np.stack([self._predict(net, X_t) for net in self.weak_learners_])
             self.votes_ = self.classes_[votes]
             keep, disagreement = vote_by_mode(votes, y, self.min_votes, rng)
         self.boosting_mask_ = keep
         self.self_training_correctness_ = None
-        with Stopwatch(self.device_) as self_training:
+        with self._phase("self_training"):
             if self.self_training:
                 keep = self._self_train(X_t, y_t, y, keep, rng)
-        self.phase_seconds_ = {
-            "clustering": clustering.seconds,
-            "voting": voting.seconds,
-            "self_training": self_training.seconds,
-        }
         return keep, disagreement
 
     def _cluster_one_bag(self, X_t, y_t, y, rng):

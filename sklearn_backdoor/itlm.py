@@ -81,6 +81,9 @@ class ITLMFilter(BaseSanitizer):
         The kept set of each round.
     net_ : skorch.NeuralNetClassifier
         The last round's network.
+    phase_seconds_ : dict
+        Wall-clock seconds of ``"training"`` and ``"loss_passes"``, summed
+        over the rounds, device work included.
     classes_ : ndarray
         Class labels seen in ``fit``.
     n_features_in_ : int
@@ -152,8 +155,12 @@ class ITLMFilter(BaseSanitizer):
         for round_index in rounds:
             epochs = self.first_round_epochs if round_index == 0 else self.round_epochs
             index = torch.as_tensor(np.flatnonzero(keep), device=X_t.device)
-            net = train_net(self._new_net(rng), X_t[index], y_t[index], epochs=epochs)
-            losses = sample_losses(net, X_t, y_t)
+            with self._phase("training"):
+                net = train_net(
+                    self._new_net(rng), X_t[index], y_t[index], epochs=epochs
+                )
+            with self._phase("loss_passes"):
+                losses = sample_losses(net, X_t, y_t)
             keep = keep_lowest_loss(losses, self.keep_fraction_)
             round_masks.append(keep)
         self.round_masks_ = np.stack(round_masks)

@@ -91,6 +91,9 @@ class SpectralSignatureFilter(BaseSanitizer):
         The trained network.
     layer_ : str
         The layer whose input was read.
+    phase_seconds_ : dict
+        Wall-clock seconds of ``"training"``, ``"representations"`` and
+        ``"scoring"``, device work included.
     classes_ : ndarray
         Class labels seen in ``fit``.
     n_features_in_ : int
@@ -148,8 +151,14 @@ class SpectralSignatureFilter(BaseSanitizer):
     def _fit_mask(self, X_t, y_t, rng):
         net = self._new_net(rng).initialize()
         self.layer_ = resolve_representation_layer(net.module_, self.layer)
-        self.net_ = train_net(net, X_t, y_t, epochs=self.epochs)
-        representations = extract_representations(self.net_, X_t, self.layer_)
+        with self._phase("training"):
+            self.net_ = train_net(net, X_t, y_t, epochs=self.epochs)
+        with self._phase("representations"):
+            representations = extract_representations(self.net_, X_t, self.layer_)
+        with self._phase("scoring"):
+            return self._score_and_select(representations, y_t)
+
+    def _score_and_select(self, representations, y_t):
         y = y_t.cpu().numpy()
         scores = np.zeros(len(y))
         self.singular_values_ = np.zeros(len(self.classes_))

@@ -387,6 +387,7 @@ def test_report_says_where_the_poison_went_in_ispl_runs(report):
     }
     markdown = report.build_report([record], "fake")
     assert "| a | 100 | 1000 | 25 | 0 21 4 | 25 | 5 | 10.0 | 1.0 | 4.0 |" in markdown
+    assert "| ISPL+B | 1 | clustering 10.0, voting 1.0, self_training 4.0 |" in markdown
 
 
 def test_report_puts_paper_numbers_beside_ours(report):

@@ -1,5 +1,10 @@
 """scikit-learn's estimator checks on every sanitizer, with tiny CPU settings."""
 
+import time
+
+import numpy as np
+import pytest
+from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_backdoor import (
@@ -54,3 +59,33 @@ def expected_failed_checks(estimator):
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failed_checks)
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+PHASES = {
+    "IncompatibilityClustering": {"clustering", "voting", "self_training"},
+    "SpectralSignatureFilter": {"training", "representations", "scoring"},
+    "ActivationClusteringFilter": {"training", "representations", "clustering"},
+    "ITLMFilter": {"training", "loss_passes"},
+}
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [e for e in ESTIMATORS if type(e).__name__ in PHASES],
+    ids=lambda e: f"{type(e).__name__}-{e.get_params().get('analysis', '')}",
+)
+def test_phase_seconds_name_each_phase_and_fit_within_the_fit(estimator):
+    rng = np.random.RandomState(0)
+    X = rng.rand(120, 8, 8).astype(np.float32)
+    y = np.arange(120) % 3
+    started = time.perf_counter()
+    fitted = clone(estimator).fit(X, y)
+    elapsed = time.perf_counter() - started
+    expected = set(PHASES[type(estimator).__name__])
+    if getattr(estimator, "ex_re_threshold", None) is not None and (
+        fitted.poison_clusters_.any()
+    ):
+        expected.add("reclassification")
+    assert set(fitted.phase_seconds_) == expected
+    assert all(seconds >= 0 for seconds in fitted.phase_seconds_.values())
+    assert sum(fitted.phase_seconds_.values()) <= elapsed
