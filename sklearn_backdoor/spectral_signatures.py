@@ -159,6 +159,7 @@ class SpectralSignatureFilter(BaseSanitizer):
             return self._score_and_select(representations, y_t)
 
     def _score_and_select(self, representations, y_t):
+        """Score each class's representations; flag each class's top fraction."""
         y = y_t.cpu().numpy()
         scores = np.zeros(len(y))
         self.singular_values_ = np.zeros(len(self.classes_))
