@@ -1,5 +1,6 @@
 """What every benchmark result records about where it was measured."""
 
+import os
 import platform
 from pathlib import Path
 
@@ -14,9 +15,19 @@ import sklearn_backdoor
 REPOSITORY = Path(__file__).resolve().parent.parent
 
 
+COMMIT_VARIABLE = "SKLEARN_BACKDOOR_COMMIT"
+
+
 def git_commit(repository=REPOSITORY):
-    """The commit checked out in ``repository``, read from ``.git`` (no git call)."""
+    """The commit checked out in ``repository``, read from ``.git`` (no git call).
+
+    Where the checkout has no ``.git`` (a copy of the working tree, as the
+    device machine gets), the environment variable
+    ``SKLEARN_BACKDOOR_COMMIT`` names it; None if neither does.
+    """
     git = repository / ".git"
+    if not git.exists():
+        return os.environ.get(COMMIT_VARIABLE) or None
     try:
         head = (git / "HEAD").read_text().strip()
         if not head.startswith("ref: "):

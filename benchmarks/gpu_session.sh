@@ -65,6 +65,13 @@ prepare() {
             .device/whl/*.whl || exit 1
     fi
     export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+    # The tree arrives without .git: records name the commit written here.
+    if [ -f .device/COMMIT ]; then
+        SKLEARN_BACKDOOR_COMMIT=$(cat .device/COMMIT)
+        export SKLEARN_BACKDOOR_COMMIT
+    else
+        echo "warning: no .device/COMMIT; records will name no commit" >&2
+    fi
     ln -sfn "$PWD/.device/cifar10-jpg.zip" "$data"
 }
 

@@ -210,6 +210,19 @@ def test_loop_overhead_times_both_loops(tmp_path):
     )
 
 
+def test_commit_comes_from_git_or_from_the_environment(tmp_path, monkeypatch):
+    environment = load_script("environment")
+    monkeypatch.delenv(environment.COMMIT_VARIABLE, raising=False)
+    assert environment.git_commit(tmp_path) is None
+    monkeypatch.setenv(environment.COMMIT_VARIABLE, "abc123")
+    assert environment.git_commit(tmp_path) == "abc123"
+    git = tmp_path / ".git"
+    (git / "refs" / "heads").mkdir(parents=True)
+    (git / "HEAD").write_text("ref: refs/heads/main\n")
+    (git / "refs" / "heads" / "main").write_text("f" * 40 + "\n")
+    assert environment.git_commit(tmp_path) == "f" * 40
+
+
 def fake_record(run, data_path, job_index, device):
     return {
         "key": run.key,
