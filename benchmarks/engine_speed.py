@@ -19,7 +19,6 @@ records the seconds per epoch and the ratio reference / engine::
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +34,7 @@ from sklearn_backdoor.inputs import (
     to_standardized_tensor,
 )
 from sklearn_backdoor.networks import PreActResNet18
-from sklearn_backdoor.training import make_net, resolve_device, train_net
+from sklearn_backdoor.training import Stopwatch, make_net, resolve_device, train_net
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -68,11 +67,6 @@ def reference_transform():
     )
 
 
-def synchronize(device):
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def reference_epoch(model, loader, optimizer, device):
     model.train()
     for images, labels in loader:
@@ -101,12 +95,10 @@ def time_reference(X, y, device, epochs, warmup_epochs, workers, seed):
     )
     for _ in range(warmup_epochs):
         reference_epoch(model, loader, optimizer, device)
-    synchronize(device)
-    started = time.perf_counter()
-    for _ in range(epochs):
-        reference_epoch(model, loader, optimizer, device)
-    synchronize(device)
-    return (time.perf_counter() - started) / epochs
+    with Stopwatch(device) as watch:
+        for _ in range(epochs):
+            reference_epoch(model, loader, optimizer, device)
+    return watch.seconds / epochs
 
 
 def time_engine(X, y, device, epochs, warmup_epochs, net_name, seed):
@@ -124,11 +116,9 @@ def time_engine(X, y, device, epochs, warmup_epochs, net_name, seed):
     )
     # The warm-up also initialises the net; later calls continue from it.
     train_net(net, X_t, y_t, epochs=max(1, warmup_epochs))
-    synchronize(device)
-    started = time.perf_counter()
-    train_net(net, X_t, y_t, epochs=epochs, warm_start=True)
-    synchronize(device)
-    return (time.perf_counter() - started) / epochs
+    with Stopwatch(device) as watch:
+        train_net(net, X_t, y_t, epochs=epochs, warm_start=True)
+    return watch.seconds / epochs
 
 
 def load_images(data, n, seed):

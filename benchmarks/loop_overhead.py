@@ -16,16 +16,15 @@ networks on small batches, as in ISPL's core sets::
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import torch
 from environment import STARTED_AT_COMMIT, device_name, library_versions
 
 from sklearn_backdoor.training import (
+    Stopwatch,
     make_net,
     resolve_device,
-    synchronize_stream,
     train_augmentation,
     train_net,
 )
@@ -65,11 +64,9 @@ def bare_epoch(net, X, y, batch_size, generator):
 
 
 def seconds_per_batch(function, n_batches, device):
-    synchronize_stream(device)
-    started = time.perf_counter()
-    function()
-    synchronize_stream(device)
-    return (time.perf_counter() - started) / n_batches
+    with Stopwatch(device) as watch:
+        function()
+    return watch.seconds / n_batches
 
 
 def measure(args):

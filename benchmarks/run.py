@@ -57,6 +57,7 @@ from sklearn_backdoor.metrics import (
     removal_counts,
     targeted_misclassification_rate,
 )
+from sklearn_backdoor.training import Stopwatch
 
 SANITIZER_CLASSES = {
     "ss": SpectralSignatureFilter,
@@ -104,22 +105,16 @@ def job_device(job_index, device="auto"):
 
 
 class PhaseTimer:
-    """Seconds per named phase, synchronising CUDA so that GPU work is counted."""
+    """Seconds per named phase, the device work queued in it included."""
 
     def __init__(self, device):
         self.device = device
         self.seconds = {}
 
-    def _synchronize(self):
-        if self.device.startswith("cuda"):
-            torch.cuda.synchronize(torch.device(self.device))
-
     def __call__(self, phase, function, *args, **kwargs):
-        self._synchronize()
-        started = time.perf_counter()
-        result = function(*args, **kwargs)
-        self._synchronize()
-        self.seconds[phase] = time.perf_counter() - started
+        with Stopwatch(self.device) as watch:
+            result = function(*args, **kwargs)
+        self.seconds[phase] = watch.seconds
         return result
 
 

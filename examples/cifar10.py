@@ -22,7 +22,6 @@ import argparse
 import json
 import platform
 import subprocess
-import time
 
 import numpy as np
 import torch
@@ -36,6 +35,7 @@ from sklearn_backdoor.metrics import (
 )
 from sklearn_backdoor.poisoning import reference_scenarios
 from sklearn_backdoor.training import (
+    Stopwatch,
     resolve_device,
 )
 
@@ -79,14 +79,11 @@ def evaluate(model, X_test, y_test, scenario, trigger):
     return {"tmr": tmr, "clean_accuracy": clean_accuracy(y_test, model.predict(X_test))}
 
 
-def timed(function, *args):
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    started = time.perf_counter()
-    result = function(*args)
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return result, time.perf_counter() - started
+def timed(device, function, *args):
+    """``function(*args)`` and its seconds, the device work queued in it included."""
+    with Stopwatch(device) as watch:
+        result = function(*args)
+    return result, watch.seconds
 
 
 def git_commit():
@@ -106,7 +103,9 @@ def main():
     device = resolve_device(args.device)
     final_epochs = args.final_epochs or FINAL_EPOCHS[args.net]
     seconds = {}
-    (X_train, y_train, X_test, y_test), seconds["load"] = timed(load_cifar10, args.path)
+    (X_train, y_train, X_test, y_test), seconds["load"] = timed(
+        device, load_cifar10, args.path
+    )
     if args.n_train is not None:
         subset = np.sort(
             np.random.RandomState(args.random_state).permutation(len(y_train))[
@@ -138,7 +137,7 @@ def main():
         device=device,
         **json.loads(args.ispl),
     )
-    _, seconds["ispl_fit"] = timed(ispl.fit, poisoned.X, poisoned.y)
+    _, seconds["ispl_fit"] = timed(device, ispl.fit, poisoned.X, poisoned.y)
     clean = ~poisoned.is_poison
     training_sets = {
         "no defense": np.ones(len(poisoned.y), dtype=bool),
@@ -151,7 +150,7 @@ def main():
             print(f"{name} kept no sample: no final model to train")
             continue
         model, seconds[f"{name} final"] = timed(
-            final_model().fit, poisoned.X[keep], poisoned.y[keep]
+            device, final_model().fit, poisoned.X[keep], poisoned.y[keep]
         )
         counts = removal_counts(keep, poisoned.poison_indices)
         rows[name] = {
