@@ -19,10 +19,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from tqdm.auto import tqdm
 
 from sklearn_backdoor.base import BaseSanitizer, NetworkEstimatorMixin
-from sklearn_backdoor.representations import (
-    extract_representations,
-    resolve_representation_layer,
-)
+from sklearn_backdoor.representations import RepresentationFilterMixin
 from sklearn_backdoor.training import predict_logits, train_net
 
 ANALYSES = ("smaller", "relative-size", "distance", "silhouette-scores")
@@ -33,7 +30,7 @@ KMEANS_N_INIT = 10
 SILHOUETTE_MAX_SAMPLES = 10_000
 
 
-class ActivationClusteringFilter(BaseSanitizer):
+class ActivationClusteringFilter(RepresentationFilterMixin, BaseSanitizer):
     """Remove backdoor poison by activation clustering (Chen et al., 2018).
 
     Trains one network on all the data and reads every sample's
@@ -208,13 +205,7 @@ default="relative-size"
         self.verbose = verbose
 
     def _fit_mask(self, X_t, y_t, rng):
-        net = self._new_net(rng).initialize()
-        self.layer_ = resolve_representation_layer(net.module_, self.layer)
-        with self._phase("training"):
-            self.net_ = train_net(net, X_t, y_t, epochs=self.epochs)
-        with self._phase("representations"):
-            representations = extract_representations(self.net_, X_t, self.layer_)
-            representations = representations.cpu().numpy()
+        representations = self._fit_representations(X_t, y_t, rng).cpu().numpy()
         y = y_t.cpu().numpy()
         with self._phase("clustering"):
             clusters, reduced = self._cluster_classes(representations, y, rng)

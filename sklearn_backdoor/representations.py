@@ -9,7 +9,28 @@ the network's ``representation_layer`` attribute (see
 
 import torch
 
+from sklearn_backdoor.training import train_net
+
 _N_LISTED_NAMES = 8
+
+
+class RepresentationFilterMixin:
+    """Train one network on the data and read its representations.
+
+    The first two phases shared by :class:`SpectralSignatureFilter` and
+    :class:`ActivationClusteringFilter`: for a ``BaseSanitizer`` with
+    ``epochs`` and ``layer`` parameters, sets ``net_`` and ``layer_`` and
+    times ``"training"`` and ``"representations"`` into ``phase_seconds_``.
+    """
+
+    def _fit_representations(self, X_t, y_t, rng):
+        """Representations (a device tensor) of ``X_t`` by a net trained on it."""
+        net = self._new_net(rng).initialize()
+        self.layer_ = resolve_representation_layer(net.module_, self.layer)
+        with self._phase("training"):
+            self.net_ = train_net(net, X_t, y_t, epochs=self.epochs)
+        with self._phase("representations"):
+            return extract_representations(self.net_, X_t, self.layer_)
 
 
 class _RepresentationCaptured(Exception):

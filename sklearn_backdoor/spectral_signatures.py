@@ -17,16 +17,12 @@ from sklearn.utils._param_validation import Interval
 from tqdm.auto import tqdm
 
 from sklearn_backdoor.base import BaseSanitizer, NetworkEstimatorMixin
-from sklearn_backdoor.representations import (
-    extract_representations,
-    resolve_representation_layer,
-)
-from sklearn_backdoor.training import train_net
+from sklearn_backdoor.representations import RepresentationFilterMixin
 
 MAX_REMOVAL_FRACTION = 0.5
 
 
-class SpectralSignatureFilter(BaseSanitizer):
+class SpectralSignatureFilter(RepresentationFilterMixin, BaseSanitizer):
     """Remove backdoor poison by spectral signatures (Tran et al., 2018).
 
     Trains one network on all the data, reads every sample's representation
@@ -149,12 +145,7 @@ class SpectralSignatureFilter(BaseSanitizer):
         self.verbose = verbose
 
     def _fit_mask(self, X_t, y_t, rng):
-        net = self._new_net(rng).initialize()
-        self.layer_ = resolve_representation_layer(net.module_, self.layer)
-        with self._phase("training"):
-            self.net_ = train_net(net, X_t, y_t, epochs=self.epochs)
-        with self._phase("representations"):
-            representations = extract_representations(self.net_, X_t, self.layer_)
+        representations = self._fit_representations(X_t, y_t, rng)
         with self._phase("scoring"):
             return self._score_and_select(representations, y_t)
 
