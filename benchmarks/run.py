@@ -144,7 +144,8 @@ def attack_metrics(model, X_test, y_test, trigger, scenario_params):
     """
     rows = attacked_test_rows(y_test, scenario_params)
     y_attacked = y_test[rows]
-    pred_clean = model.predict(X_test[rows])
+    pred_test = model.predict(X_test)
+    pred_clean = pred_test[rows]
     pred_triggered = model.predict(trigger.apply(X_test[rows]))
     target = scenario_params.get("target")
     tmr_targeted = None
@@ -153,7 +154,7 @@ def attack_metrics(model, X_test, y_test, trigger, scenario_params):
             y_attacked, pred_clean, pred_triggered, target=target
         )
     return {
-        "clean_accuracy": float(clean_accuracy(y_test, model.predict(X_test))),
+        "clean_accuracy": float(clean_accuracy(y_test, pred_test)),
         "tmr": float(
             targeted_misclassification_rate(y_attacked, pred_clean, pred_triggered)
         ),

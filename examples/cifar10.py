@@ -71,12 +71,13 @@ def parse_arguments():
 
 def evaluate(model, X_test, y_test, scenario, trigger):
     source = y_test == scenario.source
+    predicted = model.predict(X_test)
     tmr = targeted_misclassification_rate(
         y_test[source],
-        model.predict(X_test[source]),
+        predicted[source],
         model.predict(trigger.apply(X_test[source])),
     )
-    return {"tmr": tmr, "clean_accuracy": clean_accuracy(y_test, model.predict(X_test))}
+    return {"tmr": tmr, "clean_accuracy": clean_accuracy(y_test, predicted)}
 
 
 def timed(device, function, *args):
