@@ -291,6 +291,24 @@ def subsample_poisoned(poisoned, n_train, seed):
     )
 
 
+def restrict_to_classes(poisoned, classes):
+    """The rows of a :class:`PoisonedDataset` whose true class is in ``classes``.
+
+    Applied after poisoning, so the poisoned samples are exactly those the
+    scenario chose on the whole data set; rows keep their order.
+    """
+    rows = np.flatnonzero(np.isin(poisoned.y_true, classes))
+    return PoisonedDataset(
+        X=poisoned.X[rows],
+        y=poisoned.y[rows],
+        poison_indices=np.flatnonzero(poisoned.is_poison[rows]),
+        trigger=poisoned.trigger,
+        source=poisoned.source,
+        target=poisoned.target,
+        y_true=poisoned.y_true[rows],
+    )
+
+
 def _one_to_one(X, y, trigger, trigger_name, source, target, fraction, seed):
     poisoned = dirty_label_backdoor(
         X,
@@ -497,8 +515,56 @@ def scaling_grid(net="fast", preset="default", seeds=None):
     ]
 
 
+# The two-class CPU tier: each reference scenario restricted to its source
+# and target classes (10,000 training and 2,000 test images), the CPU preset
+# of the fast network, and ISPL+B's CPU-tier settings.
+TWO_CLASS_GRID = "cifar10-two-class"
+TWO_CLASS_DATASET = "cifar10-two-class"
+TWO_CLASS_NET = "fast_cpu"
+TWO_CLASS_FINAL_EPOCHS = 20
+# ISPL+B first (the defense under study), then the references and baselines.
+TWO_CLASS_DEFENSES = ("ispl", "none", "oracle", "ss", "ac", "itlm")
+TWO_CLASS_FRACTION_ORDER = (0.1, 0.05, 0.2)
+TWO_CLASS_ISPL_PARAMS = {}
+
+
+def two_class_grid(seeds=None, defenses=TWO_CLASS_DEFENSES):
+    """The CPU tier: every reference scenario of each seed on its two classes.
+
+    Runs are ordered seed by seed, eps 10% first (the scenarios the tier is
+    judged on), then 5% and 20%, so that a grid stopped early has measured
+    the most important scenarios.
+    """
+    runs = []
+    for seed in seeds or REFERENCE_SEEDS:
+        scenarios = sorted(
+            reference_scenarios(seed),
+            key=lambda s: TWO_CLASS_FRACTION_ORDER.index(s.poison_fraction),
+        )
+        for scenario in scenarios:
+            for defense in defenses:
+                params = (
+                    TWO_CLASS_ISPL_PARAMS
+                    if defense == "ispl"
+                    else paper001_params(defense, scenario.poison_fraction)
+                )
+                runs.append(
+                    Run(
+                        TWO_CLASS_GRID,
+                        TWO_CLASS_DATASET,
+                        scenario.name,
+                        defense,
+                        TWO_CLASS_NET,
+                        TWO_CLASS_FINAL_EPOCHS,
+                        seed,
+                        _as_pairs(params),
+                    )
+                )
+    return runs
+
+
 CIFAR_GRIDS = ("dlbd", "all-to-one", "all-to-all", "watermark", "paper002")
-GRIDS = ("digits", "smoke", *CIFAR_GRIDS, "cifar10", "scaling")
+GRIDS = ("digits", "smoke", *CIFAR_GRIDS, "cifar10", "scaling", TWO_CLASS_GRID)
 
 
 def build_grid(name, net="fast", preset="default", seeds=None):
@@ -515,4 +581,6 @@ def build_grid(name, net="fast", preset="default", seeds=None):
         return cifar_grid(name, net, preset, seeds)
     if name == "scaling":
         return scaling_grid(net, preset, seeds)
+    if name == TWO_CLASS_GRID:
+        return two_class_grid(seeds)
     raise ValueError(f"unknown grid {name!r}; choose from {GRIDS}")

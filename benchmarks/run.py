@@ -36,10 +36,18 @@ import numpy as np
 import torch
 from environment import (
     STARTED_AT_COMMIT,
+    cpu_model,
     device_name,
     library_versions,
 )
-from grids import GRIDS, build_grid, make_poisoned, subsample_poisoned
+from grids import (
+    GRIDS,
+    TWO_CLASS_DATASET,
+    build_grid,
+    make_poisoned,
+    restrict_to_classes,
+    subsample_poisoned,
+)
 from sklearn.model_selection import train_test_split
 
 from sklearn_backdoor import (
@@ -84,7 +92,7 @@ def load_dataset(dataset, data_path=None):
             X, y, test_size=0.3, stratify=y, random_state=0
         )
         return X_train, y_train, X_test, y_test
-    if dataset == "cifar10":
+    if dataset in ("cifar10", TWO_CLASS_DATASET):
         if data_path is None:
             raise ValueError("the CIFAR-10 grids need --data PATH")
         return load_cifar10(data_path)
@@ -253,11 +261,22 @@ def estimator_params(estimator):
     }
 
 
-def run_one(run, data_path=None, job_index=0, device="auto"):
-    """Run ``run`` and return its JSON-serialisable record."""
+def two_class_split(poisoned, X_test, y_test):
+    """Training and test rows of the scenario's source and target classes only."""
+    classes = [poisoned.source, poisoned.target]
+    test_rows = np.isin(y_test, classes)
+    return restrict_to_classes(poisoned, classes), X_test[test_rows], y_test[test_rows]
+
+
+def run_one(run, data_path=None, job_index=0, device="auto", threads=1):
+    """Run ``run`` and return its JSON-serialisable record.
+
+    On the CPU, torch uses ``threads`` threads (one per job by default, so
+    that parallel jobs do not oversubscribe the cores).
+    """
     device = job_device(job_index, device)
     if device == "cpu":
-        torch.set_num_threads(1)
+        torch.set_num_threads(threads)
     elif device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(torch.device(device))
     timer = PhaseTimer(device)
@@ -268,6 +287,8 @@ def run_one(run, data_path=None, job_index=0, device="auto"):
     poisoned, scenario_params = timer(
         "poison", make_poisoned, run.scenario, X_train, y_train, run.seed
     )
+    if run.dataset == TWO_CLASS_DATASET:
+        poisoned, X_test, y_test = two_class_split(poisoned, X_test, y_test)
     if run.n_train is not None:
         poisoned = subsample_poisoned(poisoned, run.n_train, run.seed)
     trigger = poisoned.trigger
@@ -330,6 +351,8 @@ def run_one(run, data_path=None, job_index=0, device="auto"):
         ),
         "device": device,
         "device_name": device_name(device),
+        "threads": torch.get_num_threads() if device == "cpu" else None,
+        "cpu_model": cpu_model(),
         "host": platform.node(),
         "versions": library_versions(),
         "git_commit": STARTED_AT_COMMIT,
@@ -463,6 +486,12 @@ def parse_arguments(argv=None):
         help="parallel jobs (default: the number of GPUs, else 1)",
     )
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads of each job on the CPU (default 1: one core per job)",
+    )
     parser.add_argument("--backend", default="loky", choices=("loky", "ray"))
     parser.add_argument(
         "--gpus-per-job",
@@ -563,7 +592,9 @@ def main(argv=None):
     shared = reference_epoch_fields(args) if args.reference_epoch else None
     # Jobs are pickled by reference: workers (loky's, Ray's) cannot see this
     # script's __main__, so hand them the function of the importable module.
-    job = importlib.import_module(Path(__file__).stem).run_one
+    job = functools.partial(
+        importlib.import_module(Path(__file__).stem).run_one, threads=args.threads
+    )
     if args.backend == "ray":
         from ray.util.joblib import register_ray
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 @dataclass(frozen=True)
 class RandomCropFlip:
-    """Per-sample random crop from zero padding and random horizontal flip.
+    """Per-sample random crop from constant padding and random horizontal flip.
 
     Equivalent in distribution to torchvision's
     ``RandomCrop(size, padding=padding)`` followed by
@@ -25,11 +25,16 @@ class RandomCropFlip:
     Parameters
     ----------
     padding : int, default=4
-        Zero padding on each side; each image is translated by an offset drawn
+        Padding on each side; each image is translated by an offset drawn
         uniformly from ``[-padding, padding]`` in both directions.
     flip : bool, default=True
         Whether to flip each image horizontally with probability 0.5. Turn it
         off for data whose labels are not mirror-invariant (digits, text).
+    fill : float or tuple of float, default=0.0
+        Value of the padding, one per channel or one for all. The reference
+        pads the *raw* image with black before normalising; on standardised
+        tensors black is ``-mean / std`` per channel, which is what the
+        library's estimators pass here (0 would be mean grey).
 
     Examples
     --------
@@ -42,6 +47,7 @@ class RandomCropFlip:
 
     padding: int = 4
     flip: bool = True
+    fill: float | tuple = 0.0
 
     def __call__(self, x, generator=None):
         """Return an augmented copy of the NCHW batch ``x``.
@@ -50,16 +56,19 @@ class RandomCropFlip:
         offsets and flips; the global generator is used when it is None.
         """
         if self.padding > 0:
-            x = translate_batch(x, self.padding, generator)
+            x = translate_batch(x, self.padding, generator, fill=self.fill)
         if self.flip:
             x = flip_batch(x, generator)
         return x
 
 
-def translate_batch(x, padding, generator=None):
-    """Crop each image of ``x`` at a random offset from its zero-padded copy."""
+def translate_batch(x, padding, generator=None, fill=0.0):
+    """Crop each image of ``x`` at a random offset from its padded copy.
+
+    ``fill`` is the padding value, a scalar or one value per channel.
+    """
     n, _, height, width = x.shape
-    padded = F.pad(x, (padding, padding, padding, padding))
+    padded = pad_constant(x, padding, fill)
     offsets = torch.randint(
         0, 2 * padding + 1, (2, n, 1), device=x.device, generator=generator
     )
@@ -69,6 +78,15 @@ def translate_batch(x, padding, generator=None):
     channels_last = padded.permute(0, 2, 3, 1)
     cropped = channels_last[batch, rows[:, :, None], cols[:, None, :]]
     return cropped.permute(0, 3, 1, 2)
+
+
+def pad_constant(x, padding, fill=0.0):
+    """``x`` padded by ``padding`` on each side with ``fill`` (per channel)."""
+    pad = (padding, padding, padding, padding)
+    if isinstance(fill, int | float):
+        return F.pad(x, pad, value=float(fill))
+    level = torch.as_tensor(fill, dtype=x.dtype, device=x.device).reshape(1, -1, 1, 1)
+    return F.pad(x - level, pad) + level
 
 
 def flip_batch(x, generator=None):

@@ -183,7 +183,17 @@ class NetworkEstimatorMixin:
             input_shape=self.input_shape_,
             device=self.device_,
             random_state=int(rng.randint(np.iinfo(np.int32).max)),
+            padding_fill=self._black_level(),
         )
+
+    def _black_level(self):
+        """A raw 0 (black) in the standardised units the networks see, per
+        channel: what the random crop pads with, as the reference pads the
+        raw image before normalising."""
+        if len(self.input_shape_) != 3:
+            return 0.0
+        level = -self.input_mean_ / self.input_std_
+        return tuple(float(v) for v in level.reshape(-1))
 
 
 class BaseSanitizer(
