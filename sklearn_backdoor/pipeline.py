@@ -14,9 +14,14 @@ data is never filtered, only the training set is.
 from sklearn import pipeline as sk_pipeline
 from sklearn.base import BaseEstimator, _fit_context, clone
 from sklearn.utils import _safe_indexing
-from sklearn.utils.validation import _num_samples
 
-from sklearn_backdoor.base import is_sanitizer
+# These private helpers, like sklearn.pipeline's _fit_one and _fit_transform_one,
+# exist with the signatures used here from scikit-learn 1.6 (our minimum) to 1.9.
+from sklearn.utils._user_interface import _print_elapsed_time
+from sklearn.utils.metadata_routing import _routing_enabled
+from sklearn.utils.validation import _num_samples, check_memory
+
+from sklearn_backdoor.contract import is_sanitizer
 
 
 class Pipeline(sk_pipeline.Pipeline):
@@ -32,9 +37,7 @@ class Pipeline(sk_pipeline.Pipeline):
       ``transform`` (and the other inference methods) skip sanitizer steps;
     - ``fit_transform(X, y)`` and ``fit_predict(X, y)`` return the output for
       *all* rows of ``X``, i.e. ``fit(X, y)`` followed by ``transform(X)`` or
-      ``predict(X)``;
-    - ``memory`` caching does not apply to sanitizer steps (they are fitted in
-      place, like every step of an uncached scikit-learn pipeline).
+      ``predict(X)``.
 
     Parameters
     ----------
@@ -43,9 +46,11 @@ class Pipeline(sk_pipeline.Pipeline):
     transform_input : list of str, default=None
         As in scikit-learn (metadata routing only).
     memory : str or object with the joblib.Memory interface, default=None
-        As in scikit-learn, for non-sanitizer steps.
+        As in scikit-learn: every step but the last, sanitizers included, is
+        fitted on a clone through ``memory.cache``, so refitting on the same
+        data with the same parameters loads the fitted step instead.
     verbose : bool, default=False
-        As in scikit-learn.
+        As in scikit-learn: print the time each step takes to fit.
 
     Examples
     --------
@@ -63,12 +68,65 @@ class Pipeline(sk_pipeline.Pipeline):
     (120,)
     """
 
-    def _iter(self, with_final=True, filter_passthrough=True):
+    def _iter(self, with_final=True, filter_passthrough=True, filter_sanitizers=True):
         for idx, name, step in super()._iter(
             with_final=with_final, filter_passthrough=filter_passthrough
         ):
-            if not is_sanitizer(step):
+            if not (filter_sanitizers and is_sanitizer(step)):
                 yield idx, name, step
+
+    def _fit(self, X, y=None, routed_params=None, raw_params=None):
+        """Fit every step but the last; return the data the last step sees.
+
+        Each step is fitted (or loaded) through ``memory`` and timed when
+        ``verbose``, as in scikit-learn. A fitted sanitizer does not transform
+        ``X``: it removes the rows its ``mask_`` rejects from ``X``, ``y`` and,
+        in place, from the sample-aligned values of ``routed_params`` of the
+        later steps.
+
+        Returns
+        -------
+        Xt, yt
+            The training data for the final step.
+        """
+        self.steps = list(self.steps)
+        self._validate_steps()
+        memory = check_memory(self.memory)
+        fit_one_cached = memory.cache(sk_pipeline._fit_one)
+        fit_transform_one_cached = memory.cache(sk_pipeline._fit_transform_one)
+        for step_idx, name, step in self._iter(
+            with_final=False, filter_passthrough=False, filter_sanitizers=False
+        ):
+            message = self._log_message(step_idx)
+            if step is None or step == "passthrough":
+                with _print_elapsed_time("Pipeline", message):
+                    continue
+            step_params = self._get_metadata_for_step(
+                step_idx=step_idx,
+                step_params=routed_params[name],
+                all_params=raw_params,
+            )
+            to_fit = _step_to_fit(step, memory)
+            how = {"message_clsname": "Pipeline", "message": message}
+            if is_sanitizer(step):
+                fitted = fit_one_cached(to_fit, X, y, None, params=step_params, **how)
+                X, y = self._keep_rows(fitted.mask_, X, y, routed_params, step_idx)
+            else:
+                X, fitted = fit_transform_one_cached(
+                    to_fit, X, y, None, params=step_params, **how
+                )
+            # The cache returns a fitted copy, not the step itself.
+            self.steps[step_idx] = (name, fitted)
+        return X, y
+
+    def _keep_rows(self, keep, X, y, routed_params, step_idx):
+        """Subset ``X``, ``y`` and the fit parameters of the steps after one."""
+        n_samples = _num_samples(X)
+        for name, _ in self.steps[step_idx + 1 :]:
+            if name in routed_params:
+                routed_params[name] = _filter_rows(routed_params[name], keep, n_samples)
+        y = None if y is None else _safe_indexing(y, keep)
+        return _safe_indexing(X, keep), y
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None, **params):
@@ -88,25 +146,25 @@ class Pipeline(sk_pipeline.Pipeline):
         -------
         self : Pipeline
         """
-        self.steps = list(self.steps)
-        self._validate_steps()
-        routed = self._check_method_params(method="fit", props=params)
-        Xt, yt = X, y
-        names = [name for name, _ in self.steps]
-        for idx, name, step in super()._iter(with_final=False):
-            if is_sanitizer(step):
-                keep = step.fit(Xt, yt, **routed[name]["fit"]).mask_
-                n_before = _num_samples(Xt)
-                Xt = _safe_indexing(Xt, keep)
-                yt = None if yt is None else _safe_indexing(yt, keep)
-                for later in names[idx + 1 :]:
-                    if later in routed:
-                        routed[later] = _filter_rows(routed[later], keep, n_before)
-            else:
-                Xt = step.fit_transform(Xt, yt, **routed[name]["fit_transform"])
-        final = self._final_estimator
-        if final != "passthrough":
-            final.fit(Xt, yt, **routed[self.steps[-1][0]]["fit"])
+        # Not scikit-learn's fit: that gives the final step the caller's y,
+        # which a sanitizer may have shortened.
+        if not _routing_enabled() and self.transform_input is not None:
+            raise ValueError(
+                "transform_input can only be set when metadata routing is "
+                "enabled, with sklearn.set_config(enable_metadata_routing=True); "
+                f"got transform_input={self.transform_input!r}"
+            )
+        routed_params = self._check_method_params(method="fit", props=params)
+        Xt, yt = self._fit(X, y, routed_params, raw_params=params)
+        last_idx = len(self.steps) - 1
+        with _print_elapsed_time("Pipeline", self._log_message(last_idx)):
+            if self._final_estimator != "passthrough":
+                last_params = self._get_metadata_for_step(
+                    step_idx=last_idx,
+                    step_params=routed_params[self.steps[-1][0]],
+                    all_params=params,
+                )
+                self._final_estimator.fit(Xt, yt, **last_params["fit"])
         return self
 
     def fit_transform(self, X, y=None, **params):
@@ -144,6 +202,16 @@ def make_pipeline(*steps, memory=None, transform_input=None, verbose=False):
         transform_input=transform_input,
         verbose=verbose,
     )
+
+
+def _step_to_fit(step, memory):
+    """The step itself without a cache location, as in scikit-learn, else a clone.
+
+    A cached fit must not depend on, or change, the caller's estimator.
+    """
+    if getattr(memory, "location", "") is None:
+        return step
+    return clone(step)
 
 
 def _filter_rows(step_params, keep, n_samples):

@@ -1,7 +1,9 @@
 import pickle
+import re
 
 import numpy as np
 import pytest
+from sklearn import pipeline as sk_pipeline
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_val_score
@@ -43,6 +45,18 @@ class RecordingClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         return np.full(len(X), self.majority_)
+
+
+def _tiny_incompatibility_clustering():
+    return IncompatibilityClustering(
+        n_components=2,
+        n_bags=1,
+        warmup_epochs=1,
+        epochs_per_iteration=1,
+        weak_learner_epochs=2,
+        self_training=False,
+        random_state=0,
+    )
 
 
 def _data(n=100, seed=0):
@@ -127,18 +141,7 @@ def test_user_line_with_incompatibility_clustering_runs_as_written():
     X, y = _data(120)
     pipe = Pipeline(
         [
-            (
-                "clean",
-                IncompatibilityClustering(
-                    n_components=2,
-                    n_bags=1,
-                    warmup_epochs=1,
-                    epochs_per_iteration=1,
-                    weak_learner_epochs=2,
-                    self_training=False,
-                    random_state=0,
-                ),
-            ),
+            ("clean", _tiny_incompatibility_clustering()),
             ("clf", RecordingClassifier()),
         ]
     )
@@ -171,3 +174,95 @@ def test_sanitizer_sampler_rejects_non_sanitizers():
     X, y = _data()
     with pytest.raises(TypeError, match="sanitizer must be a sanitizer"):
         SanitizerSampler(StandardScaler()).fit_resample(X, y)
+
+
+# scikit-learn's line: "[Pipeline] ..... (step 1 of 2) Processing scale, total=   0.0s"
+_VERBOSE_LINE = re.compile(
+    r"\[Pipeline\] \.+ \(step (\d+) of (\d+)\) Processing (\w+), total=\s*\d+\.\ds"
+)
+
+
+@pytest.mark.parametrize(
+    "pipeline_class, names",
+    [
+        (sk_pipeline.Pipeline, ["scale", "clf"]),
+        (Pipeline, ["clean", "scale", "clf"]),
+    ],
+    ids=["scikit-learn", "with-sanitizer"],
+)
+def test_verbose_prints_each_step_time_as_scikit_learn_does(
+    pipeline_class, names, capsys
+):
+    steps = {
+        "clean": DropLargeFirstFeature(),
+        "scale": StandardScaler(),
+        "clf": LogisticRegression(),
+    }
+    pipe = pipeline_class([(name, steps[name]) for name in names], verbose=True)
+    pipe.fit(*_data())
+    lines = capsys.readouterr().out.splitlines()
+    matches = [_VERBOSE_LINE.fullmatch(line) for line in lines]
+    assert all(matches), lines
+    expected = [(str(i), str(len(names)), name) for i, name in enumerate(names, 1)]
+    assert [match.groups() for match in matches] == expected
+
+
+def _count_fits(monkeypatch, estimator_class):
+    """Record each call of ``estimator_class.fit`` in the returned list."""
+    calls = []
+    fit = estimator_class.fit
+
+    def counted_fit(self, *args, **kwargs):
+        calls.append(self)
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(estimator_class, "fit", counted_fit)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "pipeline_class, first_step, fitted_attribute",
+    [
+        (sk_pipeline.Pipeline, StandardScaler(), "mean_"),
+        (Pipeline, DropLargeFirstFeature(), "mask_"),
+        (Pipeline, _tiny_incompatibility_clustering(), "mask_"),
+    ],
+    ids=["scikit-learn-transformer", "sanitizer", "incompatibility-clustering"],
+)
+def test_memory_loads_the_first_step_on_a_second_identical_fit(
+    pipeline_class, first_step, fitted_attribute, tmp_path, monkeypatch
+):
+    X, y = _data()
+    weights = np.linspace(0.5, 1.5, len(y))
+    fits = _count_fits(monkeypatch, type(first_step))
+    pipe = pipeline_class(
+        [("first", first_step), ("clf", LogisticRegression())], memory=str(tmp_path)
+    )
+    clone(pipe).fit(X, y, clf__sample_weight=weights)
+    cached = clone(pipe).fit(X, y, clf__sample_weight=weights)
+    assert len(fits) == 1
+    uncached = clone(pipe).set_params(memory=None)
+    uncached.fit(X, y, clf__sample_weight=weights)
+    np.testing.assert_array_equal(
+        getattr(cached.named_steps["first"], fitted_attribute),
+        getattr(uncached.named_steps["first"], fitted_attribute),
+    )
+    np.testing.assert_allclose(
+        cached.named_steps["clf"].coef_, uncached.named_steps["clf"].coef_
+    )
+
+
+@pytest.mark.parametrize(
+    "pipeline_class",
+    [sk_pipeline.Pipeline, Pipeline],
+    ids=["scikit-learn", "sklearn_backdoor"],
+)
+def test_transform_input_without_metadata_routing_raises_as_in_scikit_learn(
+    pipeline_class,
+):
+    pipe = pipeline_class(
+        [("scale", StandardScaler()), ("clf", LogisticRegression())],
+        transform_input=["X_val"],
+    )
+    with pytest.raises(ValueError, match="metadata routing"):
+        pipe.fit(*_data())
