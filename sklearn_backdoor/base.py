@@ -32,6 +32,7 @@ from sklearn.utils.validation import (
     column_or_1d,
 )
 
+from sklearn_backdoor.contract import is_sanitizer as is_sanitizer
 from sklearn_backdoor.inputs import (
     check_sample_array,
     data_fingerprint,
@@ -98,11 +99,6 @@ class SanitizerMixin:
     def fit_transform(self, X, y=None, **fit_params):
         """Fit to ``X, y`` and return the keep-mask (``mask_``)."""
         return self.fit(X, y, **fit_params).mask_.copy()
-
-
-def is_sanitizer(estimator):
-    """True when ``estimator`` follows the sanitizer contract."""
-    return bool(getattr(estimator, "_is_sanitizer", False))
 
 
 class NetworkEstimatorMixin:
