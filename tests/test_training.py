@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 from skorch import NeuralNetClassifier
 from skorch.dataset import Dataset
 
+from sklearn_backdoor import NetworkClassifier
 from sklearn_backdoor.augmentation import RandomCropFlip, flip_batch, translate_batch
 from sklearn_backdoor.networks import MLP
 from sklearn_backdoor.training import (
@@ -15,6 +16,7 @@ from sklearn_backdoor.training import (
     make_net,
     predict_logits,
     resolve_device,
+    train_augmentation,
     train_net,
 )
 
@@ -214,3 +216,51 @@ def test_precision_is_validated():
     )
     with pytest.raises(ValueError, match="precision must be 'auto', 'bf16' or 'fp32'"):
         net.fit(X, y)
+
+
+@pytest.mark.parametrize("fill", [(-1.5, 0.25, 2.0), 0.5])
+def test_translate_batch_pads_with_the_fill_of_each_channel(fill):
+    x = torch.zeros(16, 3, 4, 4)
+    out = translate_batch(x, 4, torch.Generator().manual_seed(0), fill=fill)
+    level = torch.as_tensor(fill).expand(3).reshape(1, 3, 1, 1)
+    # Every pixel is either the image (0 here) or the channel's fill, and
+    # some are fill (an offset of 4 on an 4x4 image leaves no image at all).
+    is_fill = out == level
+    assert torch.all(is_fill | (out == 0))
+    assert is_fill.any()
+
+
+def test_estimators_pad_crops_with_black_in_standardised_units():
+    rng = np.random.RandomState(0)
+    X = rng.randint(0, 256, size=(40, 16, 16, 3)).astype(np.uint8)
+    y = np.arange(40) % 2
+    clf = NetworkClassifier("fast_cpu", epochs=1, random_state=0).fit(X, y)
+    fill = train_augmentation(clf.net_).fill
+    black = (0.0 - clf.input_mean_) / clf.input_std_
+    np.testing.assert_allclose(fill, black.reshape(-1), rtol=1e-6)
+    assert all(value < -1 for value in fill)
+
+
+def _thread_count_seen_by(net, X, y):
+    seen = []
+    net.initialize()
+    net.module_.register_forward_pre_hook(
+        lambda module, inputs: seen.append(torch.get_num_threads())
+    )
+    train_net(net, X, y, epochs=1, warm_start=True)
+    predict_logits(net, X)
+    return set(seen)
+
+
+@pytest.mark.skipif(torch.get_num_threads() < 2, reason="needs 2 torch threads")
+def test_networks_without_convolutions_train_and_predict_on_one_cpu_thread():
+    X, y = _tiny_data()
+    mlp = make_net(None, n_classes=2, input_shape=(4,), device="cpu", random_state=0)
+    assert _thread_count_seen_by(mlp, X, y) == {1}
+    images = torch.randn(8, 3, 16, 16)
+    cnn = make_net(
+        "fast_cpu", n_classes=2, input_shape=(3, 16, 16), device="cpu", random_state=0
+    )
+    threads = torch.get_num_threads()
+    assert _thread_count_seen_by(cnn, images, y[:8]) == {threads}
+    assert torch.get_num_threads() == threads
