@@ -2,6 +2,8 @@
 
 The loaders return images in HWC layout with ``uint8`` pixels and ``int64``
 labels, the common currency of the poisoning and defence code in this package.
+CIFAR-10 batch files are unpickled with an allow-list, so that loading one runs
+no code from it.
 """
 
 import hashlib
@@ -10,6 +12,7 @@ import os
 import pickle
 import tempfile
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -39,9 +42,12 @@ CIFAR10_CLASSES = (
 """Standard CIFAR-10 class names; the position of a name is its label id."""
 
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+_CIFAR10_SIZE = (32, 32)
+_CIFAR10_ROW = 3 * 32 * 32
 _BATCH_FOLDER = "cifar-10-batches-py"
 _TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 _TEST_BATCH = "test_batch"
+_BATCH_KEYS = (b"data", b"labels")
 _CACHE_ENV = "SKLEARN_BACKDOOR_CACHE"
 _CACHE_ARRAYS = ("X_train", "y_train", "X_test", "y_test")
 
@@ -176,7 +182,16 @@ def load_cifar10(path, *, cache_dir=None):
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the layout is not recognised, or a file or class folder is missing.
+        If the layout is not recognised, a file or class folder is missing, or a
+        batch holds anything but CIFAR-10 data. The message names the file.
+
+    Notes
+    -----
+    Batch files are treated as untrusted, as training data is: they are read
+    by an unpickler that admits only the globals a CIFAR-10 batch needs (numpy
+    array and dtype reconstruction, and the latin-1 ``bytes`` of protocol-2
+    pickles); any other global, such as ``os.system``, is refused before it can
+    run.
 
     Examples
     --------
@@ -210,6 +225,18 @@ def load_cifar10(path, *, cache_dir=None):
     )
 
 
+@contextmanager
+def _untrusted(what):
+    """Re-raise any failure to parse untrusted bytes as a ValueError naming them."""
+    try:
+        yield
+    except Exception as error:
+        # Decoders fail on hostile bytes in open-ended ways (zlib.error,
+        # struct.error, SyntaxError from Pillow plugins, MemoryError ...); the
+        # caller must learn which file is bad, never see a third-party error.
+        raise ValueError(f"{what}: {type(error).__name__}: {error}") from error
+
+
 def _find_batch_folder(source):
     for folder in (source, source / _BATCH_FOLDER):
         if (folder / _TRAIN_BATCHES[0]).is_file():
@@ -224,20 +251,130 @@ def _load_batches(folder):
 
 
 def _read_batches(folder, names):
-    images, labels = [], []
-    for name in names:
-        batch = _read_batch(folder / name)
-        planar = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-        images.append(planar.transpose(0, 2, 3, 1))
-        labels.append(np.asarray(batch[b"labels"], dtype=np.int64))
+    batches = [_read_batch(folder / name) for name in names]
+    images, labels = zip(*batches, strict=True)
     return np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels)
 
 
 def _read_batch(file):
+    """One batch file as HWC images and int64 labels."""
     if not file.is_file():
         raise ValueError(f"CIFAR-10 batch file {str(file)!r} is missing.")
-    with open(file, "rb") as handle:
-        return pickle.load(handle, encoding="bytes")
+    where = f"CIFAR-10 batch file {str(file)!r}"
+    raw = file.read_bytes()
+    with _untrusted(f"{where} cannot be unpickled safely"):
+        batch = _BatchUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    if not isinstance(batch, dict) or not all(key in batch for key in _BATCH_KEYS):
+        raise ValueError(f"{where} is not a dict with the keys {list(_BATCH_KEYS)}.")
+    images = _batch_images(batch[b"data"], where, len(raw))
+    labels = _batch_labels(batch[b"labels"], where)
+    if len(images) != len(labels):
+        raise ValueError(
+            f"{where} holds {len(images)} images but {len(labels)} labels."
+        )
+    return images, labels
+
+
+def _batch_images(data, where, file_bytes):
+    """``(n, 3072)`` planar pixel rows as ``(n, 32, 32, 3)`` uint8 images."""
+    if not (
+        isinstance(data, np.ndarray)
+        and np.issubdtype(data.dtype, np.integer)
+        and data.shape[1:] == (_CIFAR10_ROW,)
+    ):
+        found = (
+            f"a {data.dtype} array of shape {data.shape}"
+            if isinstance(data, np.ndarray)
+            else f"a {type(data).__name__}"
+        )
+        raise ValueError(
+            f"{where}: b'data' must be an integer array of shape (n, "
+            f"{_CIFAR10_ROW}); found {found}."
+        )
+    if data.nbytes > file_bytes:
+        # Pixels unpickled from a file are in the file; more is an array
+        # allocated but never filled, which reading would bring into memory.
+        raise ValueError(
+            f"{where}: b'data' claims {data.nbytes} bytes, more than the "
+            f"{file_bytes} bytes of the file."
+        )
+    if data.size and (data.min() < 0 or data.max() > 255):
+        raise ValueError(
+            f"{where}: b'data' must hold pixel values in 0..255; found values "
+            f"from {data.min()} to {data.max()}."
+        )
+    planar = data.astype(np.uint8).reshape(-1, 3, *_CIFAR10_SIZE)
+    return planar.transpose(0, 2, 3, 1)
+
+
+def _batch_labels(labels, where):
+    """The class ids of a batch as int64, refusing anything but ``0..9``."""
+    if isinstance(labels, np.ndarray) and labels.ndim == 1:
+        labels = labels.tolist()
+    if not isinstance(labels, list | tuple):
+        raise ValueError(
+            f"{where}: b'labels' must be a list of class ids; found a "
+            f"{type(labels).__name__}."
+        )
+    for label in labels:
+        if not (
+            isinstance(label, int | np.integer)
+            and not isinstance(label, bool)
+            and 0 <= label < len(CIFAR10_CLASSES)
+        ):
+            raise ValueError(
+                f"{where}: b'labels' must hold class ids 0..9; found {label!r}."
+            )
+    return np.array(labels, dtype=np.int64)
+
+
+def _latin1_bytes(text, encoding):
+    """``_codecs.encode`` as protocol-2 pickles use it for bytes, and no more."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(
+            f"_codecs.encode is admitted for latin-1 text only, not {encoding!r}"
+        )
+    return text.encode("latin-1")
+
+
+def _empty_bytes():
+    return b""
+
+
+# Python 3 pickles of protocol < 3 spell bytes as ``_codecs.encode(text,
+# "latin1")`` and b"" as ``bytes()``; these stand-ins can do nothing else.
+_BATCH_STAND_INS = {
+    ("_codecs", "encode"): _latin1_bytes,
+    ("__builtin__", "bytes"): _empty_bytes,
+    ("builtins", "bytes"): _empty_bytes,
+}
+# Containers, ints and strings are built by pickle opcodes and need no global.
+_BATCH_GLOBALS = frozenset(
+    [
+        *((f"numpy.{core}.multiarray", "_reconstruct") for core in ("core", "_core")),
+        *((f"numpy.{core}.multiarray", "scalar") for core in ("core", "_core")),
+        *((f"numpy.{core}.numeric", "_frombuffer") for core in ("core", "_core")),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    ]
+)
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles a CIFAR-10 batch, refusing every global a batch does not need.
+
+    Loading a pickle runs the callables its globals name; admitting only numpy
+    array reconstruction keeps a hostile batch from running any code.
+    """
+
+    def find_class(self, module, name):
+        if (module, name) in _BATCH_STAND_INS:
+            return _BATCH_STAND_INS[module, name]
+        if (module, name) in _BATCH_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(
+            f"refused the global '{module}.{name}', which a CIFAR-10 batch never needs"
+        )
 
 
 def _load_split_folders(root):

@@ -1,4 +1,7 @@
+import os
 import pickle
+import shlex
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -54,14 +57,23 @@ def _write_zip(folder_root, zip_path, top_level=""):
             archive.write(file, arcname)
 
 
-def _write_batches(root):
+def _batch(offset):
+    """A batch as CIFAR-10 pickles it: planar pixel rows, a list of labels."""
+    hwc = np.stack([_pixel_image(9, offset, 32), _pixel_image(0, offset, 32)])
+    planar = hwc.transpose(0, 3, 1, 2).reshape(2, 3072)
+    return {
+        b"data": planar,
+        b"labels": [9, 0],
+        b"batch_label": b"x",
+        b"filenames": [b"truck.png", b"airplane.png"],
+    }
+
+
+def _write_batches(root, protocol=None):
     root.mkdir(parents=True, exist_ok=True)
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     for offset, name in enumerate(names):
-        hwc = np.stack([_pixel_image(9, offset, 32), _pixel_image(0, offset, 32)])
-        planar = hwc.transpose(0, 3, 1, 2).reshape(2, 3072)
-        batch = {b"data": planar, b"labels": [9, 0], b"batch_label": b"x"}
-        (root / name).write_bytes(pickle.dumps(batch))
+        (root / name).write_bytes(pickle.dumps(_batch(offset), protocol=protocol))
 
 
 def test_load_digits_images_shape_dtype_values():
@@ -270,3 +282,155 @@ def test_load_cifar10_real_zip(tmp_path):
     assert np.bincount(y_test).tolist() == [1000] * 10
     cached = load_cifar10(REAL_CIFAR_ZIP, cache_dir=tmp_path)
     np.testing.assert_array_equal(cached[0][:100], X_train[:100])
+
+
+class _Hostile:
+    """Unpickles as a call that creates the file ``marker``."""
+
+    def __init__(self, call, marker):
+        self.call = call
+        self.marker = marker
+
+    def __reduce__(self):
+        if self.call == "system":
+            return os.system, (f"touch {shlex.quote(str(self.marker))}",)
+        return exec, (f"open({str(self.marker)!r}, 'w').close()",)
+
+
+class _Unfilled:
+    """Unpickles as a numpy array allocated with ``shape`` but never filled."""
+
+    def __init__(self, shape):
+        self.shape = shape
+
+    def __reduce__(self):
+        reconstruct = np.empty(0).__reduce__()[0]
+        return reconstruct, (np.ndarray, self.shape, b"B")
+
+
+def _write_batch(root, name, batch, protocol=None):
+    _write_batches(root)
+    (root / name).write_bytes(pickle.dumps(batch, protocol=protocol))
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.DEFAULT_PROTOCOL])
+@pytest.mark.parametrize("call", ["system", "exec"])
+def test_load_cifar10_refuses_hostile_batch_without_running_it(
+    tmp_path, call, protocol
+):
+    marker = tmp_path / "marker"
+    batch = _batch(2)
+    batch[b"batch_label"] = _Hostile(call, marker)
+    _write_batch(tmp_path / "batches", "data_batch_3", batch, protocol)
+    with pytest.raises(
+        ValueError, match=rf"data_batch_3'.*refused the global '\w+\.{call}'"
+    ):
+        load_cifar10(tmp_path / "batches", cache_dir=tmp_path / "cache")
+    assert not marker.exists()
+    # The same bytes do run code when unpickled plainly: the check above can fail.
+    pickle.loads((tmp_path / "batches" / "data_batch_3").read_bytes())
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 3, pickle.DEFAULT_PROTOCOL, 5])
+def test_load_cifar10_reads_batches_of_every_protocol(tmp_path, protocol):
+    _write_batches(tmp_path, protocol=protocol)
+    X_train, y_train, X_test, y_test = load_cifar10(tmp_path, cache_dir=tmp_path)
+    assert y_train.tolist() == [9, 0] * 5 and y_test.tolist() == [9, 0]
+    np.testing.assert_array_equal(X_train[2], _pixel_image(9, 1, 32))
+    np.testing.assert_array_equal(X_test[1], _pixel_image(0, 5, 32))
+
+
+def test_load_cifar10_reads_batches_pickled_by_numpy_1(tmp_path):
+    # The real batches name numpy.core, numpy 2's numpy._core before its rename.
+    _write_batches(tmp_path, protocol=2)
+    for file in tmp_path.glob("*_batch*"):
+        legacy = file.read_bytes().replace(b"numpy._core.", b"numpy.core.")
+        assert b"numpy.core.multiarray" in legacy
+        file.write_bytes(legacy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        X_train, y_train, _, _ = load_cifar10(tmp_path, cache_dir=tmp_path)
+    np.testing.assert_array_equal(X_train[9], _pixel_image(0, 4, 32))
+    assert y_train.tolist() == [9, 0] * 5
+
+
+def test_load_cifar10_reads_empty_bytes_of_protocol_2(tmp_path):
+    batch = {**_batch(1), b"batch_label": b""}
+    _write_batch(tmp_path, "data_batch_2", batch, protocol=2)
+    X_train, _, _, _ = load_cifar10(tmp_path, cache_dir=tmp_path)
+    np.testing.assert_array_equal(X_train[3], _pixel_image(0, 1, 32))
+
+
+def _without(key):
+    return lambda batch: {k: v for k, v in batch.items() if k != key}
+
+
+def _with(key, value):
+    return lambda batch: {**batch, key: value(batch[key])}
+
+
+BAD_BATCHES = {
+    "list": (lambda batch: [batch], r"not a dict with the keys"),
+    "no-data": (_without(b"data"), r"not a dict with the keys"),
+    "no-labels": (_without(b"labels"), r"not a dict with the keys"),
+    "str-keys": (
+        lambda batch: {k.decode(): v for k, v in batch.items()},
+        r"not a dict with the keys",
+    ),
+    "short-rows": (
+        _with(b"data", lambda d: d[:, :-1]),
+        r"b'data' must be an integer array of shape \(n, 3072\); found a uint8 "
+        r"array of shape \(2, 3071\)",
+    ),
+    "flat-data": (_with(b"data", np.ravel), r"found a uint8 array of shape \(6144,"),
+    "float-data": (_with(b"data", lambda d: d / 255), r"found a float64 array"),
+    "list-data": (_with(b"data", lambda d: d.tolist()), r"found a list\."),
+    "unfilled-data": (
+        _with(b"data", lambda _: _Unfilled((10**5, 3072))),
+        r"b'data' claims 307200000 bytes, more than the \d+ bytes of the file",
+    ),
+    "too-bright": (
+        _with(b"data", lambda d: d.astype(np.int16) + 1),
+        r"pixel values in 0\.\.255; found values from 1 to 256",
+    ),
+    "negative": (
+        _with(b"data", lambda d: d.astype(np.int16) - 1),
+        r"found values from -1 to 254",
+    ),
+    "label-10": (_with(b"labels", lambda _: [9, 10]), r"ids 0\.\.9; found 10\."),
+    "label-negative": (_with(b"labels", lambda _: [-1, 0]), r"found -1\."),
+    "label-bool": (_with(b"labels", lambda _: [True, 0]), r"found True\."),
+    "label-bytes": (_with(b"labels", lambda _: [b"cat", 0]), r"found b'cat'\."),
+    "labels-bytes": (_with(b"labels", lambda _: b"\x09\x00"), r"found a bytes\."),
+    "labels-2d": (
+        _with(b"labels", lambda labels: np.array([labels])),
+        r"found a ndarray\.",
+    ),
+    "more-labels": (
+        _with(b"labels", lambda _: [9, 0, 1]),
+        r"holds 2 images but 3 labels",
+    ),
+    "fewer-labels": (_with(b"labels", lambda _: [9]), r"holds 2 images but 1 labels"),
+}
+
+
+@pytest.mark.parametrize("bad", BAD_BATCHES)
+def test_load_cifar10_refuses_bad_batch_contents(tmp_path, bad):
+    change, message = BAD_BATCHES[bad]
+    _write_batch(tmp_path, "data_batch_2", change(_batch(1)))
+    with pytest.raises(ValueError, match=r"batch file '.*data_batch_2'.*" + message):
+        load_cifar10(tmp_path, cache_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [lambda data: data[: len(data) // 2], lambda data: b"", lambda data: data[::-1]],
+    ids=["truncated", "empty", "reversed"],
+)
+def test_load_cifar10_refuses_corrupt_batch(tmp_path, corrupt):
+    _write_batches(tmp_path)
+    file = tmp_path / "test_batch"
+    file.write_bytes(corrupt(file.read_bytes()))
+    with pytest.raises(ValueError, match=r"'.*test_batch' cannot be unpickled safely"):
+        load_cifar10(tmp_path, cache_dir=tmp_path)
