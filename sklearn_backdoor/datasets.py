@@ -2,8 +2,10 @@
 
 The loaders return images in HWC layout with ``uint8`` pixels and ``int64``
 labels, the common currency of the poisoning and defence code in this package.
-CIFAR-10 batch files are unpickled with an allow-list, so that loading one runs
-no code from it.
+
+Training data is untrusted: the loaders run no code from the files they read,
+read at most ``max_member_bytes`` per image and ``max_total_bytes`` in all, and
+turn every malformed input into a :class:`ValueError` that names the file.
 """
 
 import hashlib
@@ -11,14 +13,19 @@ import io
 import os
 import pickle
 import tempfile
+import warnings
 import zipfile
 from contextlib import contextmanager
+from functools import partial
+from numbers import Integral
 from pathlib import Path, PurePosixPath
+from stat import S_ISREG
 
 import numpy as np
 from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.utils import Bunch
+from sklearn.utils._param_validation import Interval, validate_params
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -42,6 +49,9 @@ CIFAR10_CLASSES = (
 """Standard CIFAR-10 class names; the position of a name is its label id."""
 
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+# Only the decoders of the suffixes read: Pillow's other plugins (EPS runs
+# Ghostscript) must never see untrusted bytes that merely carry a .png name.
+_IMAGE_FORMATS = ("PNG", "JPEG")
 _CIFAR10_SIZE = (32, 32)
 _CIFAR10_ROW = 3 * 32 * 32
 _BATCH_FOLDER = "cifar-10-batches-py"
@@ -50,6 +60,9 @@ _TEST_BATCH = "test_batch"
 _BATCH_KEYS = (b"data", b"labels")
 _CACHE_ENV = "SKLEARN_BACKDOOR_CACHE"
 _CACHE_ARRAYS = ("X_train", "y_train", "X_test", "y_test")
+_MAX_MEMBER_BYTES = 10 * 2**20
+_MAX_TOTAL_BYTES = 2 * 2**30
+_BYTES_CAP = [None, Interval(Integral, 1, None, closed="left")]
 
 
 def load_digits_images(*, return_X_y=True):
@@ -93,11 +106,27 @@ def load_digits_images(*, return_X_y=True):
     )
 
 
-def load_image_folder(path, class_names=None):
+@validate_params(
+    {
+        "path": [str, os.PathLike],
+        "class_names": [None, "array-like"],
+        "max_member_bytes": _BYTES_CAP,
+        "max_total_bytes": _BYTES_CAP,
+    },
+    prefer_skip_nested_validation=True,
+)
+def load_image_folder(
+    path,
+    class_names=None,
+    *,
+    max_member_bytes=_MAX_MEMBER_BYTES,
+    max_total_bytes=_MAX_TOTAL_BYTES,
+):
     """Load a ``<path>/<class>/<image>`` directory of equally sized images.
 
     Files are read in sorted path order, so sample indices are stable. Only
-    ``.jpg``, ``.jpeg`` and ``.png`` files are read; images are converted to RGB.
+    ``.jpg``, ``.jpeg`` and ``.png`` files are read, with Pillow's PNG and JPEG
+    decoders only; images are converted to RGB.
 
     Parameters
     ----------
@@ -107,6 +136,12 @@ def load_image_folder(path, class_names=None):
         Class folder names; the position of a name is its label. Every one must
         be present and non-empty, and images in other folders raise an error.
         If None, the sorted sub-folder names are used.
+    max_member_bytes : int or None, default=10 * 2**20
+        Largest image file read (10 MiB by default), checked against its size
+        before reading and against the bytes read. None means no limit.
+    max_total_bytes : int or None, default=2 * 2**30
+        Most bytes read from all image files together (2 GiB by default).
+        None means no limit.
 
     Returns
     -------
@@ -114,6 +149,13 @@ def load_image_folder(path, class_names=None):
         Images in HWC layout.
     y : ndarray of shape (n_samples,), dtype int64
         Labels, indices into ``class_names``.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` is not a directory, a class folder is missing, empty or
+        unknown, a file exceeds a size cap, is not a PNG or JPEG image, or is not
+        the size of the others.
 
     Examples
     --------
@@ -133,15 +175,29 @@ def load_image_folder(path, class_names=None):
     root = Path(path)
     if not root.is_dir():
         raise ValueError(f"path={str(path)!r} is not a directory.")
-    relative_paths = [p.relative_to(root).as_posix() for p in root.rglob("*")]
     if class_names is None:
-        class_names = sorted(p.name for p in root.iterdir() if p.is_dir())
-    members, y = _class_members(relative_paths, class_names, where=str(root))
-    X = _decode_all((root / m).read_bytes() for m in members)
-    return X, y
+        class_names = [folder.name for folder in _sub_folders(root)]
+    split = _class_members(_class_files(root), class_names, where=str(root))
+    budget = _ReadBudget(max_member_bytes, max_total_bytes)
+    return _read_splits(_FolderFiles(root), [split], budget, size=None)
 
 
-def load_cifar10(path, *, cache_dir=None):
+@validate_params(
+    {
+        "path": [str, os.PathLike],
+        "cache_dir": [None, str, os.PathLike],
+        "max_member_bytes": _BYTES_CAP,
+        "max_total_bytes": _BYTES_CAP,
+    },
+    prefer_skip_nested_validation=True,
+)
+def load_cifar10(
+    path,
+    *,
+    cache_dir=None,
+    max_member_bytes=_MAX_MEMBER_BYTES,
+    max_total_bytes=_MAX_TOTAL_BYTES,
+):
     """Load CIFAR-10 from local files as uint8 HWC arrays.
 
     Labels use the standard ids of :data:`CIFAR10_CLASSES`
@@ -169,6 +225,14 @@ def load_cifar10(path, *, cache_dir=None):
     cache_dir : str or path-like, default=None
         Where decoded arrays are cached. If None, the environment variable
         ``SKLEARN_BACKDOOR_CACHE`` is used, else ``~/.cache/sklearn_backdoor``.
+    max_member_bytes : int or None, default=10 * 2**20
+        Largest image file (in a folder or zip) read, checked against its
+        declared size before reading and against the bytes read. Batch files,
+        about 30 MiB each, are bounded by ``max_total_bytes`` only. None means no
+        limit.
+    max_total_bytes : int or None, default=2 * 2**30
+        Most bytes read from the source in all (uncompressed, for a zip). None
+        means no limit.
 
     Returns
     -------
@@ -182,16 +246,22 @@ def load_cifar10(path, *, cache_dir=None):
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the layout is not recognised, a file or class folder is missing, or a
-        batch holds anything but CIFAR-10 data. The message names the file.
+        If the layout is not recognised; a file or class folder is missing; a
+        batch holds anything but CIFAR-10 data; a file exceeds a size cap, is
+        corrupt, is not a PNG or JPEG image or not 32x32; or a zip repeats a
+        member name. The message names the file or zip member.
 
     Notes
     -----
-    Batch files are treated as untrusted, as training data is: they are read
-    by an unpickler that admits only the globals a CIFAR-10 batch needs (numpy
-    array and dtype reconstruction, and the latin-1 ``bytes`` of protocol-2
-    pickles); any other global, such as ``os.system``, is refused before it can
-    run.
+    The files are treated as untrusted, as training data is:
+
+    - batch files are read by an unpickler that admits only the globals a
+      CIFAR-10 batch needs (numpy array and dtype reconstruction, and the
+      latin-1 ``bytes`` of protocol-2 pickles); any other global, such as
+      ``os.system``, is refused before it can run;
+    - the size caps are checked against the sizes a folder or zip declares
+      before anything is read, and against the bytes read, as a zip can lie;
+      Pillow's ``Image.MAX_IMAGE_PIXELS`` bounds an image's decoded size;
 
     Examples
     --------
@@ -213,11 +283,12 @@ def load_cifar10(path, *, cache_dir=None):
         raise FileNotFoundError(f"path={str(path)!r} does not exist.")
     batch_folder = _find_batch_folder(source)
     if batch_folder is not None:
-        return _load_batches(batch_folder)
+        return _load_batches(batch_folder, _ReadBudget(None, max_total_bytes))
+    budget = _ReadBudget(max_member_bytes, max_total_bytes)
     if source.is_dir() and (source / "train").is_dir() and (source / "test").is_dir():
-        return _cached(source, cache_dir, _load_split_folders)
+        return _cached(source, cache_dir, partial(_load_split_folders, budget=budget))
     if source.is_file() and zipfile.is_zipfile(source):
-        return _cached(source, cache_dir, _load_split_zip)
+        return _cached(source, cache_dir, partial(_load_split_zip, budget=budget))
     raise ValueError(
         f"path={str(path)!r} is not a CIFAR-10 layout: expected a "
         f"'{_BATCH_FOLDER}' folder, a folder with 'train/' and 'test/' class "
@@ -237,6 +308,92 @@ def _untrusted(what):
         raise ValueError(f"{what}: {type(error).__name__}: {error}") from error
 
 
+class _FolderFiles:
+    """The files below a folder, named by their POSIX paths relative to it."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+
+    def describe(self, name):
+        return repr(str(self.root / name))
+
+    def size(self, name):
+        status = (self.root / name).stat()
+        if not S_ISREG(status.st_mode):
+            raise ValueError("not a regular file")
+        return status.st_size
+
+    def open(self, name):
+        return (self.root / name).open("rb")
+
+
+class _ZipFiles:
+    """The members of an open zip archive."""
+
+    def __init__(self, archive, file):
+        self.archive = archive
+        self.where = repr(str(file))
+
+    def describe(self, name):
+        return f"member {name!r} of {self.where}"
+
+    def size(self, name):
+        return self.archive.getinfo(name).file_size
+
+    def open(self, name):
+        return self.archive.open(name)
+
+
+class _ReadBudget:
+    """The bytes a loader may read: per file (None for no cap) and in total."""
+
+    def __init__(self, max_member_bytes, max_total_bytes):
+        self.max_member_bytes = max_member_bytes
+        self.max_total_bytes = max_total_bytes
+        self.bytes_read = 0
+
+    def check_declared(self, files, names):
+        """Refuse, before reading any, files whose declared sizes break a cap."""
+        total = self.bytes_read
+        for name in names:
+            with _untrusted(f"{files.describe(name)} cannot be read"):
+                size = files.size(name)
+            total += size
+            self._check(f"{files.describe(name)} declares {size} bytes", size, total)
+
+    def read(self, files, name):
+        """Read one file, stopping as soon as it breaks a cap."""
+        caps = [self.max_member_bytes, self._total_left()]
+        limit = min((cap for cap in caps if cap is not None), default=None)
+        with _untrusted(f"{files.describe(name)} cannot be read"):
+            with files.open(name) as stream:
+                data = stream.read(-1 if limit is None else limit + 1)
+        size = len(data)
+        self._check(
+            f"{files.describe(name)} holds at least {size} bytes",
+            size,
+            self.bytes_read + size,
+        )
+        self.bytes_read += size
+        return data
+
+    def _total_left(self):
+        if self.max_total_bytes is None:
+            return None
+        return self.max_total_bytes - self.bytes_read
+
+    def _check(self, what, size, total):
+        if self.max_member_bytes is not None and size > self.max_member_bytes:
+            raise ValueError(
+                f"{what}, more than max_member_bytes={self.max_member_bytes}."
+            )
+        if self.max_total_bytes is not None and total > self.max_total_bytes:
+            raise ValueError(
+                f"{what}, which brings the bytes read to {total}, more than "
+                f"max_total_bytes={self.max_total_bytes}."
+            )
+
+
 def _find_batch_folder(source):
     for folder in (source, source / _BATCH_FOLDER):
         if (folder / _TRAIN_BATCHES[0]).is_file():
@@ -244,24 +401,27 @@ def _find_batch_folder(source):
     return None
 
 
-def _load_batches(folder):
-    X_train, y_train = _read_batches(folder, _TRAIN_BATCHES)
-    X_test, y_test = _read_batches(folder, (_TEST_BATCH,))
+def _load_batches(folder, budget):
+    files = _FolderFiles(folder)
+    for name in (*_TRAIN_BATCHES, _TEST_BATCH):
+        if not (folder / name).is_file():
+            raise ValueError(f"CIFAR-10 batch file {files.describe(name)} is missing.")
+    budget.check_declared(files, (*_TRAIN_BATCHES, _TEST_BATCH))
+    X_train, y_train = _read_batches(files, _TRAIN_BATCHES, budget)
+    X_test, y_test = _read_batches(files, (_TEST_BATCH,), budget)
     return X_train, y_train, X_test, y_test
 
 
-def _read_batches(folder, names):
-    batches = [_read_batch(folder / name) for name in names]
+def _read_batches(files, names, budget):
+    batches = [_read_batch(files, name, budget) for name in names]
     images, labels = zip(*batches, strict=True)
     return np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels)
 
 
-def _read_batch(file):
+def _read_batch(files, name, budget):
     """One batch file as HWC images and int64 labels."""
-    if not file.is_file():
-        raise ValueError(f"CIFAR-10 batch file {str(file)!r} is missing.")
-    where = f"CIFAR-10 batch file {str(file)!r}"
-    raw = file.read_bytes()
+    where = f"CIFAR-10 batch file {files.describe(name)}"
+    raw = budget.read(files, name)
     with _untrusted(f"{where} cannot be unpickled safely"):
         batch = _BatchUnpickler(io.BytesIO(raw), encoding="bytes").load()
     if not isinstance(batch, dict) or not all(key in batch for key in _BATCH_KEYS):
@@ -377,27 +537,51 @@ class _BatchUnpickler(pickle.Unpickler):
         )
 
 
-def _load_split_folders(root):
-    X_train, y_train = load_image_folder(root / "train", CIFAR10_CLASSES)
-    X_test, y_test = load_image_folder(root / "test", CIFAR10_CLASSES)
-    return X_train, y_train, X_test, y_test
+def _load_split_folders(root, *, budget):
+    splits = [
+        _class_members(
+            _class_files(root / split),
+            CIFAR10_CLASSES,
+            where=str(root / split),
+            prefix=f"{split}/",
+        )
+        for split in ("train", "test")
+    ]
+    return _read_splits(_FolderFiles(root), splits, budget, _CIFAR10_SIZE)
 
 
-def _load_split_zip(file):
-    with zipfile.ZipFile(file) as archive:
-        names = [n for n in archive.namelist() if not n.startswith("__MACOSX/")]
+def _load_split_zip(file, *, budget):
+    with _untrusted(f"path={str(file)!r} is not a readable zip file"):
+        archive = zipfile.ZipFile(file)
+    with archive:
+        names = _zip_names(archive, file)
         prefix = _zip_split_prefix(names, file)
-        arrays = []
+        splits = []
         for split in ("train", "test"):
             split_prefix = f"{prefix}{split}/"
             relative = [
                 n[len(split_prefix) :] for n in names if n.startswith(split_prefix)
             ]
             where = f"{file}:{split_prefix}"
-            members, y = _class_members(relative, CIFAR10_CLASSES, where=where)
-            X = _decode_all(archive.read(split_prefix + m) for m in members)
-            arrays += [X, y]
-    return tuple(arrays)
+            splits.append(
+                _class_members(relative, CIFAR10_CLASSES, where, prefix=split_prefix)
+            )
+        files = _ZipFiles(archive, file)
+        return _read_splits(files, splits, budget, _CIFAR10_SIZE)
+
+
+def _zip_names(archive, file):
+    """Member names, without macOS metadata; a repeated name is refused."""
+    names = [n for n in archive.namelist() if not n.startswith("__MACOSX/")]
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(
+                f"path={str(file)!r} holds more than one member named {name!r}; "
+                "which one is the data is ambiguous."
+            )
+        seen.add(name)
+    return names
 
 
 def _zip_split_prefix(names, file):
@@ -417,8 +601,33 @@ def _zip_split_prefix(names, file):
     )
 
 
-def _class_members(relative_paths, class_names, where):
-    """Pick ``<class>/<image>`` paths; return them sorted with their labels."""
+def _sub_folders(root):
+    """The sorted sub-folders of ``root``."""
+    return sorted(p for p in root.iterdir() if p.is_dir())
+
+
+def _class_files(root):
+    """``<folder>/<name>`` paths of what the sub-folders of ``root`` hold.
+
+    Entries that are not folders are listed even if they are not regular files,
+    so that a device or a broken link with an image's name is refused, not
+    skipped.
+    """
+    return [
+        f"{folder.name}/{entry.name}"
+        for folder in _sub_folders(root)
+        for entry in folder.iterdir()
+        if not entry.is_dir()
+    ]
+
+
+def _class_members(relative_paths, class_names, where, prefix=""):
+    """Pick ``<class>/<image>`` paths; return them sorted with their labels.
+
+    The paths returned start with ``prefix``.
+    """
+    if len(class_names) == 0:
+        raise ValueError(f"No class folders in {where!r}.")
     label_of = {name: label for label, name in enumerate(class_names)}
     members = []
     for relative in relative_paths:
@@ -436,20 +645,42 @@ def _class_members(relative_paths, class_names, where):
     for label, name in enumerate(class_names):
         if label not in present:
             raise ValueError(f"Class folder {name!r} is missing or empty in {where!r}.")
-    return members, y
+    return [prefix + m for m in members], y
 
 
-def _decode_all(encoded_images):
-    images = [_decode_image(data) for data in encoded_images]
-    shapes = {image.shape for image in images}
-    if len(shapes) > 1:
-        raise ValueError(f"Images differ in size: found shapes {sorted(shapes)}.")
+def _read_splits(files, splits, budget, size):
+    """Decode each split's ``(members, y)``; all sizes are checked first."""
+    budget.check_declared(files, [name for members, _ in splits for name in members])
+    arrays = []
+    for members, y in splits:
+        arrays += [_decode_all(files, members, budget, size), y]
+    return tuple(arrays)
+
+
+def _decode_all(files, members, budget, size):
+    """Decode the members into one array; ``size`` (w, h) defaults to the first's."""
+    images = []
+    for name in members:
+        image = _decode_image(budget.read(files, name), files.describe(name), size)
+        size = (image.shape[1], image.shape[0])
+        images.append(image)
     return np.stack(images)
 
 
-def _decode_image(data):
-    with Image.open(io.BytesIO(data)) as image:
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+def _decode_image(data, where, size):
+    with _untrusted(f"{where} is not a readable PNG or JPEG image"):
+        with warnings.catch_warnings():
+            # Above MAX_IMAGE_PIXELS Pillow only warns; an image that large is
+            # a decompression bomb here, never a training sample.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=_IMAGE_FORMATS) as image:
+                found = image.size
+                if size in (None, found):
+                    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    raise ValueError(
+        f"Images differ in size: {where} is {found[0]}x{found[1]} pixels, "
+        f"expected {size[0]}x{size[1]}."
+    )
 
 
 def _cached(source, cache_dir, load):

@@ -1,6 +1,10 @@
+import io
 import os
 import pickle
+import re
 import shlex
+import shutil
+import struct
 import warnings
 import zipfile
 from pathlib import Path
@@ -26,8 +30,8 @@ FOLDER_ORDER = ("truck", "cat", "airplane", "ship", "automobile", "bird")
 FOLDER_ORDER += ("dog", "deer", "horse", "frog")
 
 
-def _pixel_image(label, index, size=4):
-    """A distinct, reproducible RGB image for each (label, index)."""
+def _pixel_image(label, index, size=32):
+    """A distinct, reproducible RGB image for each (label, index); CIFAR-10 sized."""
     values = np.arange(size * size * 3, dtype=np.int64).reshape(size, size, 3)
     return ((values + 31 * label + 7 * index) % 256).astype(np.uint8)
 
@@ -184,12 +188,12 @@ def test_load_cifar10_changed_source_is_decoded_again(tmp_path):
     zip_path = tmp_path / "cifar.zip"
     _write_zip(tmp_path / "data", zip_path)
     load_cifar10(zip_path, cache_dir=tmp_path / "cache")
-    changed = Image.fromarray(np.full((4, 4, 3), 200, np.uint8))
+    changed = Image.fromarray(np.full((32, 32, 3), 200, np.uint8))
     changed.save(tmp_path / "data" / "train" / "airplane" / "0000.png")
     zip_path.unlink()
     _write_zip(tmp_path / "data", zip_path, top_level="renamed/")
     X_train, *_ = load_cifar10(zip_path, cache_dir=tmp_path / "cache")
-    assert X_train[0].tolist() == np.full((4, 4, 3), 200).tolist()
+    assert X_train[0].tolist() == np.full((32, 32, 3), 200).tolist()
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 8
 
 
@@ -284,6 +288,9 @@ def test_load_cifar10_real_zip(tmp_path):
     np.testing.assert_array_equal(cached[0][:100], X_train[:100])
 
 
+# Untrusted input: hostile pickles, lying sizes, corrupt files, a damaged cache.
+
+
 class _Hostile:
     """Unpickles as a call that creates the file ``marker``."""
 
@@ -311,6 +318,29 @@ class _Unfilled:
 def _write_batch(root, name, batch, protocol=None):
     _write_batches(root)
     (root / name).write_bytes(pickle.dumps(batch, protocol=protocol))
+
+
+def _cifar_source(tmp_path, layout, edit=None):
+    """A CIFAR-10 image folder, or a zip of it; ``edit(root)`` runs before zipping."""
+    root = tmp_path / "data"
+    _write_split_folders(root)
+    if edit is not None:
+        edit(root)
+    if layout == "folder":
+        return root
+    _write_zip(root, tmp_path / "cifar.zip")
+    return tmp_path / "cifar.zip"
+
+
+def _member_pattern(layout, member):
+    """How an error names ``member`` of the source written by ``_cifar_source``."""
+    if layout == "folder":
+        return "'[^']*" + re.escape(f"/data/{member}'")
+    return re.escape(f"member '{member}' of '") + r".*cifar\.zip'"
+
+
+def _png_sizes(root):
+    return [file.stat().st_size for file in root.rglob("*.png")]
 
 
 @pytest.mark.parametrize("protocol", [2, pickle.DEFAULT_PROTOCOL])
@@ -434,3 +464,211 @@ def test_load_cifar10_refuses_corrupt_batch(tmp_path, corrupt):
     file.write_bytes(corrupt(file.read_bytes()))
     with pytest.raises(ValueError, match=r"'.*test_batch' cannot be unpickled safely"):
         load_cifar10(tmp_path, cache_dir=tmp_path)
+
+
+def test_load_cifar10_batches_obey_the_total_cap(tmp_path):
+    _write_batches(tmp_path)
+    total = sum(file.stat().st_size for file in tmp_path.glob("*_batch*"))
+    X_train, *_ = load_cifar10(tmp_path, max_member_bytes=1, max_total_bytes=total)
+    assert X_train.shape == (10, 32, 32, 3)
+    with pytest.raises(ValueError, match=rf"max_total_bytes={total - 1}\."):
+        load_cifar10(tmp_path, max_total_bytes=total - 1)
+
+
+@pytest.mark.parametrize("loader", [load_cifar10, load_image_folder])
+@pytest.mark.parametrize("param", ["max_member_bytes", "max_total_bytes"])
+@pytest.mark.parametrize("value", [0, -1, 1.5, "10MB"])
+def test_loaders_validate_byte_caps(tmp_path, loader, param, value):
+    _write_split_folders(tmp_path)
+    message = (
+        rf"'{param}' parameter of {loader.__name__} .* Got {re.escape(repr(value))}"
+    )
+    with pytest.raises(ValueError, match=message):
+        loader(tmp_path, **{param: value})
+
+
+@pytest.mark.parametrize("layout", ["folder", "zip"])
+def test_load_cifar10_caps_at_declared_sizes(tmp_path, layout):
+    source = _cifar_source(tmp_path, layout)
+    sizes = _png_sizes(tmp_path / "data")
+    cache = tmp_path / "cache"
+    largest, total = max(sizes), sum(sizes)
+    X_train, *_ = load_cifar10(
+        source, cache_dir=cache, max_member_bytes=largest, max_total_bytes=total
+    )
+    np.testing.assert_array_equal(X_train, _expected_split()[0])
+    shutil.rmtree(cache)
+    load_cifar10(source, cache_dir=cache, max_member_bytes=None, max_total_bytes=None)
+    shutil.rmtree(cache)
+
+    first = _member_pattern(layout, "train/airplane/0000.png")
+    with pytest.raises(ValueError, match=rf"{first} declares \d+ bytes, more than "):
+        load_cifar10(source, cache_dir=cache, max_member_bytes=min(sizes) - 1)
+    last = _member_pattern(layout, "test/truck/0001.png")
+    message = rf"{last} declares \d+ bytes, .* to {total}, more than max_total_bytes="
+    with pytest.raises(ValueError, match=message):
+        load_cifar10(source, cache_dir=cache, max_total_bytes=total - 1)
+    assert not cache.exists()
+
+
+@pytest.mark.parametrize(
+    "caps, message",
+    [
+        ({"max_member_bytes": 100}, r"holds at least 101 bytes, more than"),
+        (
+            {"max_total_bytes": 1000},
+            r"holds .* bytes read to 1001, more than max_total",
+        ),
+    ],
+)
+def test_load_image_folder_caps_the_bytes_read(tmp_path, monkeypatch, caps, message):
+    # A file can grow after it was measured, and a zip can declare any size.
+    _write_split_folders(tmp_path)
+    monkeypatch.setattr(datasets_module._FolderFiles, "size", lambda self, name: 1)
+    with pytest.raises(ValueError, match=r"\.png' " + message):
+        load_image_folder(tmp_path / "train", **caps)
+
+
+def test_load_cifar10_refuses_zip_member_larger_than_declared(tmp_path):
+    source = _cifar_source(tmp_path, "zip")
+    with zipfile.ZipFile(source) as archive:
+        first = archive.infolist()[0]
+        start_dir = archive.start_dir
+    data = bytearray(source.read_bytes())
+    central = data.index(b"PK\x01\x02", start_dir)
+    data[first.header_offset + 22 : first.header_offset + 26] = struct.pack("<I", 10)
+    data[central + 24 : central + 28] = struct.pack("<I", 10)
+    source.write_bytes(bytes(data))
+    member = _member_pattern("zip", first.filename)
+    with pytest.raises(ValueError, match=rf"{member} cannot be read: BadZipFile"):
+        load_cifar10(source, cache_dir=tmp_path / "cache")
+
+
+def test_load_cifar10_refuses_link_to_a_device(tmp_path):
+    if not Path("/dev/zero").exists():
+        pytest.skip("no /dev/zero")
+    source = _cifar_source(tmp_path, "folder")
+    (source / "train" / "cat" / "0002.png").symlink_to("/dev/zero")
+    message = r"cat/0002\.png' cannot be read: ValueError: not a regular file"
+    with pytest.raises(ValueError, match=message):
+        load_cifar10(source, cache_dir=tmp_path / "cache")
+
+
+def _bmp_bytes():
+    stream = io.BytesIO()
+    Image.fromarray(_pixel_image(0, 0)).save(stream, format="BMP")
+    return stream.getvalue()
+
+
+@pytest.mark.parametrize(
+    "content, error",
+    [
+        (lambda png: b"not an image", "UnidentifiedImageError"),
+        (lambda png: png[: len(png) // 2], r"(OSError|SyntaxError)"),
+        (lambda png: _bmp_bytes(), "UnidentifiedImageError"),
+    ],
+    ids=["text", "truncated", "bmp"],
+)
+@pytest.mark.parametrize("layout", ["folder", "zip"])
+def test_load_cifar10_refuses_non_images(tmp_path, layout, content, error):
+    def spoil(root):
+        file = root / "test" / "dog" / "0001.png"
+        file.write_bytes(content(file.read_bytes()))
+
+    source = _cifar_source(tmp_path, layout, spoil)
+    member = _member_pattern(layout, "test/dog/0001.png")
+    message = rf"{member} is not a readable PNG or JPEG image: {error}"
+    with pytest.raises(ValueError, match=message):
+        load_cifar10(source, cache_dir=tmp_path / "cache")
+
+
+def test_bmp_would_decode_without_the_format_allow_list():
+    # The BMP case above is refused by the allow-list, not by a broken file.
+    with Image.open(io.BytesIO(_bmp_bytes())) as image:
+        assert image.format == "BMP" and image.size == (32, 32)
+
+
+def test_load_cifar10_refuses_corrupt_zip_member(tmp_path):
+    root = tmp_path / "data"
+    _write_split_folders(root)
+    source = tmp_path / "cifar.zip"
+    with zipfile.ZipFile(source, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(root.rglob("*.png")):
+            archive.write(file, file.relative_to(root).as_posix())
+        target = archive.getinfo("train/bird/0000.png")
+    data = bytearray(source.read_bytes())
+    start = target.header_offset + 30 + len(target.filename) + len(target.extra)
+    data[start : start + target.compress_size] = bytes(target.compress_size)
+    source.write_bytes(bytes(data))
+    member = _member_pattern("zip", "train/bird/0000.png")
+    with pytest.raises(ValueError, match=rf"{member} cannot be read"):
+        load_cifar10(source, cache_dir=tmp_path / "cache")
+
+
+def test_load_cifar10_refuses_corrupt_zip_directory(tmp_path):
+    source = _cifar_source(tmp_path, "zip")
+    with zipfile.ZipFile(source) as archive:
+        start_dir = archive.start_dir
+    data = bytearray(source.read_bytes())
+    data[start_dir : start_dir + 4] = b"XXXX"
+    source.write_bytes(bytes(data))
+    assert zipfile.is_zipfile(source)
+    with pytest.raises(ValueError, match=r"cifar\.zip' is not a readable zip file"):
+        load_cifar10(source, cache_dir=tmp_path / "cache")
+
+
+def test_load_cifar10_refuses_repeated_zip_member(tmp_path):
+    source = _cifar_source(tmp_path, "zip")
+    with zipfile.ZipFile(source, "a") as archive, pytest.warns(UserWarning):
+        archive.writestr("train/cat/0000.png", archive.read("train/dog/0000.png"))
+    message = r"more than one member named 'train/cat/0000\.png'"
+    with pytest.raises(ValueError, match=message):
+        load_cifar10(source, cache_dir=tmp_path / "cache")
+
+
+@pytest.mark.parametrize("layout", ["folder", "zip"])
+def test_load_cifar10_refuses_images_not_32x32(tmp_path, layout):
+    def shrink(root):
+        small = Image.fromarray(_pixel_image(8, 1, size=16))
+        small.save(root / "test" / "ship" / "0001.png")
+
+    source = _cifar_source(tmp_path, layout, shrink)
+    member = _member_pattern(layout, "test/ship/0001.png")
+    message = rf"differ in size: {member} is 16x16 pixels, expected 32x32\."
+    with pytest.raises(ValueError, match=message):
+        load_cifar10(source, cache_dir=tmp_path / "cache")
+
+
+@pytest.mark.parametrize("limit, error", [(600, "Warning"), (400, "Error")])
+def test_load_image_folder_refuses_decompression_bombs(
+    tmp_path, monkeypatch, limit, error
+):
+    # 32x32 = 1024 pixels: above the limit Pillow warns, above twice it raises.
+    _write_split_folders(tmp_path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+    message = rf"airplane/0000\.png' is not .* DecompressionBomb{error}"
+    with pytest.raises(ValueError, match=message):
+        load_image_folder(tmp_path / "train")
+
+
+@pytest.mark.parametrize("layout", ["folder", "zip"])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda root: shutil.rmtree(root / "test" / "horse"), r"'horse' is missing"),
+        (
+            lambda root: shutil.copytree(root / "test" / "cat", root / "test" / "lion"),
+            r"Unknown class folder 'lion'",
+        ),
+    ],
+    ids=["missing", "extra"],
+)
+def test_load_cifar10_refuses_wrong_class_folders(tmp_path, layout, edit, message):
+    source = _cifar_source(tmp_path, layout, edit)
+    with pytest.raises(ValueError, match=message):
+        load_cifar10(source, cache_dir=tmp_path / "cache")
+
+
+def test_load_image_folder_refuses_folder_without_classes(tmp_path):
+    with pytest.raises(ValueError, match="No class folders in"):
+        load_image_folder(tmp_path)
