@@ -10,6 +10,7 @@ turn every malformed input into a :class:`ValueError` that names the file.
 
 import hashlib
 import io
+import json
 import os
 import pickle
 import tempfile
@@ -26,6 +27,9 @@ from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.utils import Bunch
 from sklearn.utils._param_validation import Interval, validate_params
+
+from sklearn_backdoor.base import BackdoorWarning
+from sklearn_backdoor.inputs import data_fingerprint
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -60,6 +64,7 @@ _TEST_BATCH = "test_batch"
 _BATCH_KEYS = (b"data", b"labels")
 _CACHE_ENV = "SKLEARN_BACKDOOR_CACHE"
 _CACHE_ARRAYS = ("X_train", "y_train", "X_test", "y_test")
+_CACHE_FORMAT = 1
 _MAX_MEMBER_BYTES = 10 * 2**20
 _MAX_TOTAL_BYTES = 2 * 2**30
 _BYTES_CAP = [None, Interval(Integral, 1, None, closed="left")]
@@ -251,6 +256,11 @@ def load_cifar10(
         corrupt, is not a PNG or JPEG image or not 32x32; or a zip repeats a
         member name. The message names the file or zip member.
 
+    Warns
+    -----
+    BackdoorWarning
+        If a cache entry is incomplete, corrupt or altered; it is rebuilt.
+
     Notes
     -----
     The files are treated as untrusted, as training data is:
@@ -262,6 +272,12 @@ def load_cifar10(
     - the size caps are checked against the sizes a folder or zip declares
       before anything is read, and against the bytes read, as a zip can lie;
       Pillow's ``Image.MAX_IMAGE_PIXELS`` bounds an image's decoded size;
+    - each cache entry has a manifest, written last, with the shape, dtype and
+      a blake2b digest of each array; arrays are read with
+      ``allow_pickle=False`` and one that does not match its manifest is
+      decoded again. A cache folder inside the source is not read as data.
+      The manifest detects corruption and staleness, not a forger who can write
+      to the cache folder: keep it private.
 
     Examples
     --------
@@ -285,10 +301,12 @@ def load_cifar10(
     if batch_folder is not None:
         return _load_batches(batch_folder, _ReadBudget(None, max_total_bytes))
     budget = _ReadBudget(max_member_bytes, max_total_bytes)
+    cache = _cache_folder(cache_dir)
     if source.is_dir() and (source / "train").is_dir() and (source / "test").is_dir():
-        return _cached(source, cache_dir, partial(_load_split_folders, budget=budget))
+        load = partial(_load_split_folders, budget=budget, skip=cache)
+        return _cached(source, cache, load)
     if source.is_file() and zipfile.is_zipfile(source):
-        return _cached(source, cache_dir, partial(_load_split_zip, budget=budget))
+        return _cached(source, cache, partial(_load_split_zip, budget=budget))
     raise ValueError(
         f"path={str(path)!r} is not a CIFAR-10 layout: expected a "
         f"'{_BATCH_FOLDER}' folder, a folder with 'train/' and 'test/' class "
@@ -537,10 +555,10 @@ class _BatchUnpickler(pickle.Unpickler):
         )
 
 
-def _load_split_folders(root, *, budget):
+def _load_split_folders(root, *, budget, skip):
     splits = [
         _class_members(
-            _class_files(root / split),
+            _class_files(root / split, skip),
             CIFAR10_CLASSES,
             where=str(root / split),
             prefix=f"{split}/",
@@ -601,12 +619,12 @@ def _zip_split_prefix(names, file):
     )
 
 
-def _sub_folders(root):
-    """The sorted sub-folders of ``root``."""
-    return sorted(p for p in root.iterdir() if p.is_dir())
+def _sub_folders(root, skip=None):
+    """The sorted sub-folders of ``root``, but ``skip`` (a resolved path)."""
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.resolve() != skip)
 
 
-def _class_files(root):
+def _class_files(root, skip=None):
     """``<folder>/<name>`` paths of what the sub-folders of ``root`` hold.
 
     Entries that are not folders are listed even if they are not regular files,
@@ -615,7 +633,7 @@ def _class_files(root):
     """
     return [
         f"{folder.name}/{entry.name}"
-        for folder in _sub_folders(root)
+        for folder in _sub_folders(root, skip)
         for entry in folder.iterdir()
         if not entry.is_dir()
     ]
@@ -683,16 +701,65 @@ def _decode_image(data, where, size):
     )
 
 
-def _cached(source, cache_dir, load):
-    folder = _cache_folder(cache_dir)
-    key = _source_key(source)
+def _cached(source, folder, load):
+    """``load(source)``, or its arrays from the cache when they prove intact."""
+    key = _source_key(source, skip=folder)
     files = [folder / f"cifar10_{key}_{name}.npy" for name in _CACHE_ARRAYS]
-    if all(file.is_file() for file in files):
-        return tuple(np.load(file) for file in files)
+    manifest = folder / f"cifar10_{key}.json"
+    try:
+        arrays = _read_cache(files, manifest)
+    except _CacheError as error:
+        warnings.warn(
+            f"Decoding {str(source)!r} again: its cache entry in {str(folder)!r} "
+            f"{error}.",
+            BackdoorWarning,
+            stacklevel=4,
+        )
+        arrays = None
+    if arrays is not None:
+        return arrays
     arrays = load(source)
     folder.mkdir(parents=True, exist_ok=True)
     for file, array in zip(files, arrays, strict=True):
-        _save_atomically(file, array)
+        _write_atomically(file, partial(np.save, arr=array, allow_pickle=False))
+    # Written last: a manifest vouches only for arrays already in place.
+    entries = {
+        name: {"shape": list(a.shape), "dtype": a.dtype.str, "blake2b": digest}
+        for name, a, digest in zip(
+            _CACHE_ARRAYS, arrays, map(data_fingerprint, arrays), strict=True
+        )
+    }
+    text = json.dumps({"format": _CACHE_FORMAT, "arrays": entries}, indent=1)
+    _write_atomically(manifest, lambda stream: stream.write(text.encode()))
+    return arrays
+
+
+class _CacheError(Exception):
+    """A cache entry that cannot be trusted; the message says why."""
+
+
+def _read_cache(files, manifest):
+    """The cached arrays, or None if there are none; raise _CacheError if bad."""
+    if not manifest.is_file():
+        if any(file.is_file() for file in files):
+            raise _CacheError(f"has no manifest {manifest.name!r}")
+        return None
+    try:
+        entries = json.loads(manifest.read_bytes())["arrays"]
+        expected = [entries[name] for name in _CACHE_ARRAYS]
+        arrays = tuple(np.load(file, allow_pickle=False) for file in files)
+    except (OSError, EOFError, ValueError, KeyError, TypeError, MemoryError) as error:
+        raise _CacheError(
+            f"cannot be read ({type(error).__name__}: {error})"
+        ) from error
+    for file, array, entry in zip(files, arrays, expected, strict=True):
+        found = {
+            "shape": list(array.shape),
+            "dtype": array.dtype.str,
+            "blake2b": data_fingerprint(array),
+        }
+        if found != entry:
+            raise _CacheError(f"has {file.name!r}, which differs from its manifest")
     return arrays
 
 
@@ -701,13 +768,17 @@ def _cache_folder(cache_dir):
         cache_dir = (
             os.environ.get(_CACHE_ENV) or Path.home() / ".cache" / "sklearn_backdoor"
         )
-    return Path(cache_dir).expanduser()
+    return Path(cache_dir).expanduser().resolve()
 
 
-def _source_key(source):
-    """Digest of the resolved path, size and mtime of the source's files."""
+def _source_key(source, skip):
+    """Digest of the resolved path, size and mtime of the source's files.
+
+    Files in ``skip`` (the cache folder, if it lies inside the source) are left
+    out: writing the cache must not change the key it is stored under.
+    """
     resolved = source.resolve()
-    files = sorted(resolved.rglob("*")) if resolved.is_dir() else [resolved]
+    files = _files_below(resolved, skip) if resolved.is_dir() else [resolved]
     digest = hashlib.sha256(str(resolved).encode())
     for file in files:
         stat = file.stat()
@@ -715,12 +786,31 @@ def _source_key(source):
     return digest.hexdigest()[:16]
 
 
-def _save_atomically(file, array):
+def _files_below(root, skip):
+    """The files below ``root``, sorted, without those in ``skip``.
+
+    Links to folders are followed, as the loaders follow them, each real folder
+    once so that a link loop ends.
+    """
+    found, seen = [], set()
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        real = Path(folder).resolve()
+        if real in seen:
+            subfolders.clear()
+            continue
+        seen.add(real)
+        subfolders[:] = [d for d in subfolders if (real / d).resolve() != skip]
+        found += [Path(folder, name) for name in names]
+    return sorted(found)
+
+
+def _write_atomically(file, write):
+    """Call ``write(stream)`` on a temporary file, then move it to ``file``."""
     # A reader never sees a half-written cache file, even with concurrent writers.
-    handle, temporary = tempfile.mkstemp(dir=file.parent, suffix=".npy.tmp")
+    handle, temporary = tempfile.mkstemp(dir=file.parent, suffix=f"{file.suffix}.tmp")
     try:
         with os.fdopen(handle, "wb") as stream:
-            np.save(stream, array)
+            write(stream)
         os.replace(temporary, file)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

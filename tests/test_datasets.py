@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 import sklearn_backdoor.datasets as datasets_module
+from sklearn_backdoor.base import BackdoorWarning
 from sklearn_backdoor.datasets import (
     CIFAR10_CLASSES,
     load_cifar10,
@@ -672,3 +673,110 @@ def test_load_cifar10_refuses_wrong_class_folders(tmp_path, layout, edit, messag
 def test_load_image_folder_refuses_folder_without_classes(tmp_path):
     with pytest.raises(ValueError, match="No class folders in"):
         load_image_folder(tmp_path)
+
+
+def _cache_file(cache, suffix):
+    (file,) = cache.glob(f"*{suffix}")
+    return file
+
+
+def _truncate(cache):
+    file = _cache_file(cache, "_X_train.npy")
+    file.write_bytes(file.read_bytes()[:1000])
+
+
+def _flip_last_byte(cache):
+    file = _cache_file(cache, "_X_train.npy")
+    data = bytearray(file.read_bytes())
+    data[-1] ^= 0xFF
+    file.write_bytes(bytes(data))
+
+
+def _replace_with_zeros(cache):
+    file = _cache_file(cache, "_X_test.npy")
+    np.save(file, np.zeros_like(np.load(file)))
+
+
+def _replace_with_pickle(cache):
+    hostile = np.array([_Hostile("exec", cache.parent / "marker")], dtype=object)
+    np.save(_cache_file(cache, "_X_test.npy"), hostile, allow_pickle=True)
+
+
+CACHE_DAMAGE = {
+    "truncated": (_truncate, r"cannot be read \(ValueError"),
+    "flipped-byte": (_flip_last_byte, r"_X_train\.npy', which differs from its"),
+    "stale-array": (_replace_with_zeros, r"_X_test\.npy', which differs from its"),
+    "pickled-array": (_replace_with_pickle, r"cannot be read \(ValueError: Object"),
+    "no-array": (
+        lambda cache: _cache_file(cache, "_y_test.npy").unlink(),
+        r"cannot be read \(FileNotFoundError",
+    ),
+    "no-manifest": (
+        lambda cache: _cache_file(cache, ".json").unlink(),
+        r"has no manifest 'cifar10_\w+\.json'",
+    ),
+    "garbled-manifest": (
+        lambda cache: _cache_file(cache, ".json").write_text("{"),
+        r"cannot be read \(JSONDecodeError",
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", CACHE_DAMAGE)
+def test_load_cifar10_rebuilds_damaged_cache(tmp_path, monkeypatch, damage):
+    change, reason = CACHE_DAMAGE[damage]
+    source = _cifar_source(tmp_path, "zip")
+    cache = tmp_path / "cache"
+    load_cifar10(source, cache_dir=cache)
+    change(cache)
+    with pytest.warns(
+        BackdoorWarning, match=r"Decoding '.*cifar\.zip' again: .*" + reason
+    ):
+        arrays = load_cifar10(source, cache_dir=cache)
+    assert not (tmp_path / "marker").exists()
+    X_expected, y_expected = _expected_split()
+    for array, expected in zip(arrays, [X_expected, y_expected] * 2, strict=True):
+        np.testing.assert_array_equal(array, expected)
+        assert array.dtype == expected.dtype
+
+    monkeypatch.setattr(datasets_module, "_decode_image", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cached = load_cifar10(source, cache_dir=cache)
+    np.testing.assert_array_equal(cached[2], X_expected)
+    assert list(cache.glob("*.tmp")) == []
+
+
+def test_load_cifar10_changed_folder_is_decoded_again(tmp_path):
+    source = _cifar_source(tmp_path, "folder")
+    load_cifar10(source, cache_dir=tmp_path / "cache")
+    changed = Image.fromarray(np.full((32, 32, 3), 7, np.uint8))
+    changed.save(source / "test" / "frog" / "0001.png")
+    _, _, X_test, _ = load_cifar10(source, cache_dir=tmp_path / "cache")
+    assert (X_test[13] == 7).all()
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 2
+
+
+def test_load_cifar10_change_behind_a_folder_link_is_decoded_again(tmp_path):
+    _write_split_folders(tmp_path / "real")
+    source = tmp_path / "data"
+    source.mkdir()
+    for split in ("train", "test"):
+        (source / split).symlink_to(tmp_path / "real" / split)
+    (source / "loop").symlink_to(source)
+    load_cifar10(source, cache_dir=tmp_path / "cache")
+    changed = Image.fromarray(np.full((32, 32, 3), 7, np.uint8))
+    changed.save(tmp_path / "real" / "train" / "frog" / "0001.png")
+    X_train, *_ = load_cifar10(source, cache_dir=tmp_path / "cache")
+    assert (X_train[13] == 7).all()
+
+
+@pytest.mark.parametrize("inside", ["cache", "train/cache", "train/cat/cache"])
+def test_load_cifar10_cache_inside_the_source(tmp_path, monkeypatch, inside):
+    source = _cifar_source(tmp_path, "folder")
+    first = load_cifar10(source, cache_dir=source / inside)
+    monkeypatch.setattr(datasets_module, "_decode_image", None)
+    second = load_cifar10(source, cache_dir=source / inside)
+    for cached, decoded in zip(second, first, strict=True):
+        np.testing.assert_array_equal(cached, decoded)
+    assert len(list((source / inside).glob("*.npy"))) == 4
