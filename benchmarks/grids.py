@@ -31,6 +31,18 @@ DIGITS_PAIRS = ((0, 7), (3, 8), (5, 2))
 DIGITS_FRACTIONS = (0.05, 0.1, 0.2)
 DIGITS_FLIP_FRACTION = 0.25
 CORNER_TRIGGER = PatchTrigger(pixels=((0, 0), (0, 1), (1, 0)), color=255)
+# The same 3-pixel L in each corner of the 8x8 digits (tl is CORNER_TRIGGER).
+CORNER_TRIGGERS = {
+    "tl": CORNER_TRIGGER,
+    "tr": PatchTrigger(pixels=((0, 7), (0, 6), (1, 7)), color=255),
+    "bl": PatchTrigger(pixels=((7, 0), (7, 1), (6, 0)), color=255),
+    "br": PatchTrigger(pixels=((7, 7), (7, 6), (6, 7)), color=255),
+}
+# The robustness grid: every digit is a source once, targets spread over the
+# classes, never the digit itself.
+DIGITS_ROBUST_PAIRS = (
+    (0, 7), (1, 4), (2, 9), (3, 8), (4, 1), (5, 2), (6, 0), (7, 3), (8, 5), (9, 6)
+)  # fmt: skip
 CIFAR_SHAPE = (32, 32, 3)
 # Table 3 of paper 001 attacks these targets in the all-to-1 scenario.
 ALL_TO_ONE_TARGETS = (2, 3, 5, 7)
@@ -124,6 +136,17 @@ def digits_scenario_ids():
     ]
 
 
+def digits_robust_scenario_ids():
+    """The trigger in each corner on the robustness pairs at 5/10/20%, e.g.
+    ``digits-br-0-to-7-0.05``."""
+    return [
+        f"digits-{corner}-{source}-to-{target}-{fraction}"
+        for corner in CORNER_TRIGGERS
+        for source, target in DIGITS_ROBUST_PAIRS
+        for fraction in DIGITS_FRACTIONS
+    ]
+
+
 def reference_scenario_ids(seeds=REFERENCE_SEEDS):
     """The 24 reference DLBD scenarios per seed, e.g. ``0-to-2-pixel-0.05-seed100``."""
     return [s.name for seed in seeds for s in reference_scenarios(seed)]
@@ -184,6 +207,19 @@ def make_poisoned(scenario, X, y, seed):
             "trigger": "corner-3px",
             "poison_fraction": fraction,
         }
+    if scenario.startswith(tuple(f"digits-{corner}-" for corner in CORNER_TRIGGERS)):
+        corner = parts[1]
+        source, target, fraction = int(parts[2]), int(parts[4]), float(parts[5])
+        return _one_to_one(
+            X,
+            y,
+            CORNER_TRIGGERS[corner],
+            f"corner-3px-{corner}",
+            source,
+            target,
+            fraction,
+            seed,
+        )
     if scenario.startswith("digits-"):
         source, target, fraction = int(parts[1]), int(parts[3]), float(parts[4])
         return _one_to_one(
@@ -407,6 +443,17 @@ def digits_grid(seeds=(0,)):
     return runs
 
 
+def digits_robust_grid(seeds=(0,)):
+    """ISPL+B and the undefended model on 120 digits scenarios: the 3-pixel
+    trigger in each of the four corners, 10 source/target pairs, 5/10/20%."""
+    return [
+        Run("digits-robust", "digits", scenario, defense, "auto", 40, seed)
+        for seed in seeds
+        for scenario in digits_robust_scenario_ids()
+        for defense in ("none", "ispl")
+    ]
+
+
 def smoke_grid(seeds=(0,)):
     """Two one-epoch digits runs, to check an installation or a backend quickly."""
     return [
@@ -564,13 +611,23 @@ def two_class_grid(seeds=None, defenses=TWO_CLASS_DEFENSES):
 
 
 CIFAR_GRIDS = ("dlbd", "all-to-one", "all-to-all", "watermark", "paper002")
-GRIDS = ("digits", "smoke", *CIFAR_GRIDS, "cifar10", "scaling", TWO_CLASS_GRID)
+GRIDS = (
+    "digits",
+    "digits-robust",
+    "smoke",
+    *CIFAR_GRIDS,
+    "cifar10",
+    "scaling",
+    TWO_CLASS_GRID,
+)
 
 
 def build_grid(name, net="fast", preset="default", seeds=None):
     """All runs of grid ``name`` (``cifar10`` is every CIFAR-10 grid)."""
     if name == "digits":
         return digits_grid(seeds or (0,))
+    if name == "digits-robust":
+        return digits_robust_grid(seeds or (0,))
     if name == "smoke":
         return smoke_grid(seeds or (0,))
     if name == "cifar10":
