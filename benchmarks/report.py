@@ -23,6 +23,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from grids import TWO_CLASS_GRID, build_grid
+
 PAPER_TABLE = Path(__file__).resolve().parent / "paper001_table2.json"
 DEFENSE_ORDER = (
     "oracle",
@@ -160,7 +162,7 @@ def table2(summary, defenses, paper=None, dataset="digits"):
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for row_key in rows:
         paper_row = None
-        if paper is not None and dataset == "cifar10":
+        if paper is not None and dataset.startswith("cifar10"):
             paper_row = paper.get((row_key[1], row_key[2], row_key[3]))
         cells = list(scenario_label(row_key))
         for defense in defenses:
@@ -376,7 +378,14 @@ def phase_table(records, defenses):
 
 
 def environment_summary(records):
-    devices = sorted({f"{r['device']} ({r['device_name']})" for r in records})
+    devices = sorted(
+        {
+            f"{r['device']} ({r.get('cpu_model') or r['device_name']}"
+            + (f", {r['threads']} torch threads" if r.get("threads") else "")
+            + ")"
+            for r in records
+        }
+    )
     commits = sorted({str(r.get("git_commit"))[:12] for r in records})
     versions = records[0]["versions"]
     total = sum(r["seconds"]["total"] for r in records)
@@ -435,8 +444,50 @@ def write_plots(records, defenses, plot_dir, name):
     return paths
 
 
+def split_configured(records):
+    """``(configured, variants)``: the two-class tier's runs as its grid now
+    defines them (network, epochs, defense parameters), and every other
+    configuration tried on it. Other grids are returned whole."""
+    tier = [r for r in records if r.get("grid") == TWO_CLASS_GRID]
+    if not tier:
+        return records, []
+    keys = {run.key for run in build_grid(TWO_CLASS_GRID)}
+    configured = [
+        r for r in records if r.get("grid") != TWO_CLASS_GRID or r["key"] in keys
+    ]
+    variants = [r for r in tier if r["key"] not in keys]
+    return configured, variants
+
+
+def params_cell(record):
+    params = json.loads(record["key"]).get("defense_params") or []
+    text = ", ".join(f"{name}={value}" for name, value in params) or "defaults"
+    return f"{text}; final {record['final_epochs']} epochs"
+
+
+def variants_table(records):
+    """Every configuration tried beside the configured one, failures included."""
+    lines = [
+        "| scenario | defense | parameters | A % | C % | FP | FN | vote FN "
+        "| poison per core set | defense s | commit |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in sorted(records, key=lambda r: (r["scenario"], r["finished_at"])):
+        d = r.get("diagnostics") or {}
+        poison = " ".join(str(c) for c in d.get("component_poison", []))
+        lines.append(
+            f"| {r['scenario']} | {label(r['defense'])} | {params_cell(r)} "
+            f"| {percent(attack_rate(r))} | {percent(r['clean_accuracy'])} "
+            f"| {r['fp']} | {r['fn']} | {d.get('boosting_fn', '')} | {poison} "
+            f"| {seconds_cell(r['seconds'].get('defense_fit'))} "
+            f"| {str(r.get('git_commit'))[:7]} |"
+        )
+    return "\n".join(lines)
+
+
 def build_report(records, name, paper=None, plot_paths=()):
     """The markdown document for ``records``."""
+    records, variants = split_configured(records)
     dataset = records[0]["dataset"]
     minimax = [r for r in records if r["defense"].startswith("minimax-")]
     backdoor = [r for r in records if not r["defense"].startswith("minimax-")]
@@ -465,10 +516,16 @@ def build_report(records, name, paper=None, plot_paths=()):
             "## Per scenario (the shape of paper 001 Table 2)",
             "",
         ]
-        if dataset == "cifar10" and paper is not None:
+        if dataset.startswith("cifar10") and paper is not None:
             parts += [
                 "Paper 001's Table 2 value follows ours in brackets (PreActResNet18, "
-                "100-epoch final model, median of 3 seeds).",
+                "100-epoch final model, median of 3 seeds"
+                + (
+                    "; all ten classes, so its FP and FN count a data set five "
+                    "times larger than this tier's two classes)."
+                    if dataset != "cifar10"
+                    else ")."
+                ),
                 "",
             ]
         parts += [
@@ -503,6 +560,18 @@ def build_report(records, name, paper=None, plot_paths=()):
             "kept, and the defense's seconds per phase.",
             "",
             diagnostics,
+        ]
+    if variants:
+        parts += [
+            "",
+            "## Other configurations tried",
+            "",
+            "Runs of the tier with settings other than those its grid now "
+            "defines (in `benchmarks/grids.py`), in the order they were run, "
+            "failures included; vote FN is the poison kept by ISPL+B's vote "
+            "before self-training.",
+            "",
+            variants_table(variants),
         ]
     parts += [
         "",

@@ -145,6 +145,63 @@ def test_subsample_keeps_the_poison_fraction_and_the_poisoned_rows(runner):
         runner.subsample_poisoned(poisoned, 0, seed=0)
 
 
+def test_two_class_tier_runs_the_judged_scenarios_first(runner):
+    runs = runner.build_grid("cifar10-two-class")
+    # 24 reference scenarios x 3 seeds x 6 defenses.
+    assert len(runs) == 432
+    assert len({run.key for run in runs}) == 432
+    first = runs[:48]
+    assert {run.seed for run in first} == {100}
+    assert {run.scenario.split("-")[-2] for run in first} == {"0.1"}
+    assert {run.defense for run in first} == {
+        "none",
+        "oracle",
+        "ss",
+        "ac",
+        "itlm",
+        "ispl",
+    }
+    assert {(run.net, run.dataset) for run in runs} == {
+        ("fast_cpu", "cifar10-two-class")
+    }
+
+
+def test_two_class_split_keeps_exactly_the_scenario_poison(runner):
+    rng = np.random.RandomState(0)
+    X = rng.randint(0, 256, size=(2000, 32, 32, 3), dtype=np.uint8)
+    y = np.repeat(np.arange(10), 200)
+    X_test = rng.randint(0, 256, size=(300, 32, 32, 3), dtype=np.uint8)
+    y_test = np.repeat(np.arange(10), 30)
+    poisoned, _ = runner.make_poisoned("7-to-4-pixel-0.1-seed100", X, y, 100)
+    two, X_two_test, y_two_test = runner.two_class_split(poisoned, X_test, y_test)
+    assert sorted(set(two.y_true.tolist())) == [4, 7]
+    assert len(two.y) == 400
+    assert len(two.poison_indices) == len(poisoned.poison_indices) == 20
+    assert (two.y[two.poison_indices] == 4).all()
+    assert (two.y_true[two.poison_indices] == 7).all()
+    # The poisoned rows are the very images the scenario poisoned.
+    kept = np.flatnonzero(np.isin(poisoned.y_true, [4, 7]))
+    np.testing.assert_array_equal(two.X, poisoned.X[kept])
+    assert sorted(set(y_two_test.tolist())) == [4, 7] and len(X_two_test) == 60
+
+
+@pytest.mark.parametrize(
+    ("corner", "pixels"),
+    [("tl", [(0, 0), (0, 1), (1, 0)]), ("br", [(7, 7), (7, 6), (6, 7)])],
+)
+def test_digits_robust_grid_puts_the_trigger_in_each_corner(runner, corner, pixels):
+    runs = runner.build_grid("digits-robust")
+    scenarios = {run.scenario for run in runs}
+    assert len(scenarios) == 120 and len(runs) == 240
+    assert {s.split("-")[1] for s in scenarios} == {"tl", "tr", "bl", "br"}
+    X, y = runner.load_digits_images()
+    poisoned, params = runner.make_poisoned(f"digits-{corner}-9-to-6-0.2", X, y, 0)
+    assert params["trigger"] == f"corner-3px-{corner}"
+    rows, cols = zip(*pixels, strict=True)
+    assert (poisoned.X[poisoned.poison_indices][:, rows, cols] == 255).all()
+    assert (poisoned.y[poisoned.poison_indices] == 6).all()
+
+
 def test_params_reach_only_the_defenses_that_take_them(runner):
     runs = runner.build_grid("dlbd", seeds=[100])[:6]
     updated = runner.with_defense_params(runs, {"augment_scoring": False})
@@ -401,6 +458,26 @@ def test_report_says_where_the_poison_went_in_ispl_runs(report):
     markdown = report.build_report([record], "fake")
     assert "| a | 100 | 1000 | 25 | 0 21 4 | 25 | 5 | 10.0 | 1.0 | 4.0 |" in markdown
     assert "| ISPL+B | 1 | clustering 10.0, voting 1.0, self_training 4.0 |" in markdown
+
+
+def test_report_lists_other_tier_configurations_apart(report, runner):
+    configured = runner.build_grid("cifar10-two-class")[0]
+    variant = runner.with_defense_params([configured], {"n_components": 4})[0]
+    records = []
+    for run, tmr in ((configured, 0.0), (variant, 0.4)):
+        record = report_record(run.scenario, run.defense, tmr, 0, 2, 0.1)
+        record.update(
+            key=run.key,
+            grid=run.grid,
+            dataset=run.dataset,
+            final_epochs=run.final_epochs,
+            finished_at="2026-12-01",
+        )
+        records.append(record)
+    markdown = report.build_report(records, "fake")
+    table, others = markdown.split("## Other configurations tried")
+    assert "| ISPL+B | 1 | 1 | 1 |" in table
+    assert "n_components=4; final 20 epochs | 40.0 |" in others
 
 
 def test_report_puts_paper_numbers_beside_ours(report):
