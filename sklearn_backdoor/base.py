@@ -25,23 +25,29 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import (
-    check_consistent_length,
-    check_is_fitted,
-    column_or_1d,
-)
+from sklearn.utils.validation import check_is_fitted
 
 from sklearn_backdoor.contract import is_sanitizer as is_sanitizer
 from sklearn_backdoor.inputs import (
+    check_label_array,
+    check_same_scaling,
     check_sample_array,
+    check_within_range,
     data_fingerprint,
     model_input_shape,
+    named_errors,
     standardization_stats,
     to_float_channels_first,
     to_standardized_tensor,
+    value_range,
 )
-from sklearn_backdoor.training import PRESETS, Stopwatch, make_net, resolve_device
+from sklearn_backdoor.training import (
+    PRESETS,
+    Stopwatch,
+    make_net,
+    predict_logits,
+    resolve_device,
+)
 
 
 class BackdoorWarning(UserWarning):
@@ -89,10 +95,10 @@ class SanitizerMixin:
         if data_fingerprint(X) != self.fit_fingerprint_:
             raise ValueError(
                 f"{type(self).__name__}.transform only accepts the data seen in "
-                f"fit ({self.mask_.shape[0]} samples); got different data of shape "
-                f"{X.shape}. Sanitizers decide which *training* samples to keep; "
-                "use mask_ or sample_indices_, or a sklearn_backdoor.Pipeline, "
-                "which skips sanitizers at predict time."
+                f"fit ({self.mask_.shape[0]} samples); got a different X of shape "
+                f"{X.shape} and dtype {X.dtype}. Sanitizers decide which *training* "
+                "samples to keep; use mask_ or sample_indices_, or a "
+                "sklearn_backdoor.Pipeline, which skips sanitizers at predict time."
             )
         return self.mask_.copy()
 
@@ -105,8 +111,13 @@ class NetworkEstimatorMixin:
     """Validation and device tensors shared by estimators that train nets.
 
     Fitting sets ``classes_``, ``n_features_in_``, ``input_shape_`` (per
-    sample, channels first), ``fit_fingerprint_``, ``device_`` and the
-    standardisation statistics ``input_mean_`` and ``input_std_``.
+    sample, channels first), ``fit_fingerprint_``, ``device_``, the
+    standardisation statistics ``input_mean_`` and ``input_std_``,
+    ``input_dtype_`` (the dtype of the training data: later data must be
+    uint8 exactly when it was) and ``input_range_`` (minimum and maximum of
+    the training data per channel or feature, shape ``(2, n)``, after uint8
+    is scaled to [0, 1]; later images must stay near it). See
+    :mod:`sklearn_backdoor.inputs` for how later data is checked.
     """
 
     _parameter_constraints: dict = {
@@ -123,10 +134,9 @@ class NetworkEstimatorMixin:
                 f"{type(self).__name__} requires y to be passed, but the target "
                 "y is None."
             )
-        y = column_or_1d(y, warn=True)
-        check_consistent_length(X, y)
-        check_classification_targets(y)
-        encoder = LabelEncoder().fit(y)
+        y = check_label_array(y, X.shape[0])
+        with named_errors("y"):
+            encoder = LabelEncoder().fit(y)
         if len(encoder.classes_) < 2:
             raise ValueError(
                 "y must contain at least 2 classes, got "
@@ -135,17 +145,20 @@ class NetworkEstimatorMixin:
         self.classes_ = encoder.classes_
         self.n_features_in_ = int(np.prod(X.shape[1:]))
         self.input_shape_ = model_input_shape(X)
+        self.input_dtype_ = X.dtype
         self.fit_fingerprint_ = data_fingerprint(X)
         return X, encoder.transform(y)
 
     def _training_tensor(self, X):
         """Standardise the validated training data onto the device.
 
-        Sets ``device_`` and the statistics ``input_mean_``/``input_std_``
-        that :meth:`_new_data_tensor` reuses for other data.
+        Sets ``device_``, the statistics ``input_mean_``/``input_std_``
+        that :meth:`_new_data_tensor` reuses for other data, and
+        ``input_range_``.
         """
         self.device_ = resolve_device(self.device)
         Xf = to_float_channels_first(X)
+        self.input_range_ = value_range(Xf)
         self.input_mean_, self.input_std_ = standardization_stats(Xf)
         return to_standardized_tensor(
             Xf, self.input_mean_, self.input_std_, self.device_
@@ -167,9 +180,29 @@ class NetworkEstimatorMixin:
                 f"first), but {type(self).__name__} was fitted on samples of shape "
                 f"{self.input_shape_}."
             )
+        check_same_scaling(X, self.input_dtype_, input_name=name)
+        Xf = to_float_channels_first(X)
+        check_within_range(Xf, self.input_range_, input_name=name)
         return to_standardized_tensor(
-            to_float_channels_first(X), self.input_mean_, self.input_std_, self.device_
+            Xf, self.input_mean_, self.input_std_, self.device_, input_name=name
         )
+
+    def _new_data_logits(self, X, name="X"):
+        """The fitted ``net_``'s logits of data other than the training set.
+
+        Raises ``ValueError`` naming ``name`` when they are not finite, so
+        that no NaN becomes a probability or a class.
+        """
+        check_is_fitted(self, "net_")
+        logits = predict_logits(self.net_, self._new_data_tensor(X, name))
+        finite = torch.isfinite(logits).all(dim=1)
+        if not finite.all():
+            raise ValueError(
+                f"The network's output is not finite for {int((~finite).sum())} of "
+                f"the {len(finite)} samples of {name}: {name} lies too far from the "
+                "training data for float32, or training diverged."
+            )
+        return logits
 
     def _new_net(self, rng):
         """A fresh skorch net for one model, seeded from ``rng``."""
@@ -255,6 +288,39 @@ class BaseSanitizer(
         tags.target_tags.required = True
         tags.non_deterministic = self.random_state is None
         return tags
+
+
+def nonfinite_as_worst(values, *, what):
+    """A float64 copy of ``values`` whose NaN and infinities rank as the worst.
+
+    Every defense ranks samples by a per-sample loss or score, higher being
+    more suspicious. A sample whose value is not finite is ranked the most
+    suspicious, as the reference implementations do: its value becomes one
+    above every finite value (``max + max(1, |max|)``), which stays finite so
+    that quantiles and moving averages of the values are defined.
+
+    Raises ``ValueError`` when no value is finite: the network diverged and
+    there is nothing to rank by. ``what`` names the values in the message.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_backdoor.base import nonfinite_as_worst
+    >>> nonfinite_as_worst([0.5, np.nan, 2.0, np.inf], what="loss")
+    array([0.5, 4. , 2. , 4. ])
+    """
+    values = np.array(values, dtype=np.float64)
+    finite = np.isfinite(values)
+    if finite.all():
+        return values
+    if not finite.any():
+        raise ValueError(
+            f"The {what} is not finite for any of the {values.size} samples: the "
+            "network diverged. Give net a lower learning rate or rescale X."
+        )
+    top = values[finite].max()
+    values[~finite] = top + max(1.0, abs(top))
+    return values
 
 
 def _labels_to_tensor(y_encoded, device):

@@ -17,7 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import LRScheduler
 
 from sklearn_backdoor.base import NetworkEstimatorMixin
-from sklearn_backdoor.training import predict_logits, train_net
+from sklearn_backdoor.training import train_net
 
 
 class NetworkClassifier(NetworkEstimatorMixin, ClassifierMixin, BaseEstimator):
@@ -43,6 +43,16 @@ class NetworkClassifier(NetworkEstimatorMixin, ClassifierMixin, BaseEstimator):
         The trained network.
     classes_, n_features_in_, input_shape_, input_mean_, input_std_, device_
         As for the sanitizers.
+    input_dtype_, input_range_
+        The training data's dtype and its value range per channel or
+        feature (see :class:`~sklearn_backdoor.base.NetworkEstimatorMixin`):
+        ``predict`` refuses data in other units (:mod:`sklearn_backdoor.inputs`).
+
+    Notes
+    -----
+    ``fit`` raises ``ValueError`` if the training loss ends non-finite (the
+    network diverged), and ``predict`` and ``predict_proba`` raise it rather
+    than return the classes or probabilities of non-finite outputs.
 
     Examples
     --------
@@ -105,8 +115,7 @@ class NetworkClassifier(NetworkEstimatorMixin, ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X):
         """Softmax of the network's logits, columns in ``classes_`` order."""
-        check_is_fitted(self, "net_")
-        logits = predict_logits(self.net_, self._new_data_tensor(X))
+        logits = self._new_data_logits(X)
         return torch.softmax(logits, dim=1).cpu().numpy().astype(np.float64)
 
     def predict(self, X):
