@@ -13,9 +13,13 @@ and nothing else:
 - the forward pass runs under bf16 autocast on CUDA.
 
 Randomness comes from a ``torch.Generator`` owned by each net and seeded from
-``random_state``, so nets trained in parallel threads stay reproducible.
+``random_state``, so nets trained in parallel threads stay reproducible. A net
+that draws from torch's global generator all the same (a user's skorch net,
+dropout) is initialised and trained under its own seed, and the caller's
+generators are left as they were (:func:`seeded_for`).
 """
 
+import secrets
 import threading
 import time
 from contextlib import contextmanager
@@ -30,8 +34,11 @@ from sklearn_backdoor.augmentation import RandomCropFlip
 from sklearn_backdoor.networks import build_network, default_network_name
 
 # torch's default generator is process-global: module initialisation under a
-# fixed seed must not interleave with another thread's.
-_GLOBAL_RNG_LOCK = threading.Lock()
+# fixed seed must not interleave with another thread's. Re-entrant, since a
+# net trained under the lock may initialise itself under it.
+_GLOBAL_RNG_LOCK = threading.RLock()
+# Where make_net keeps the seed of a skorch net that has no random_state.
+_SEED_ATTRIBUTE = "backdoor_seed_"
 
 PRESETS = {
     "preact_resnet18": {
@@ -99,17 +106,45 @@ def default_augmentation(input_shape, padding_fill=0.0):
 def resolve_device(device):
     """Return ``"cuda"`` for ``"auto"`` when CUDA is available, else ``"cpu"``.
 
-    Any other value is checked by ``torch.device`` and returned unchanged.
+    Any other value must name a device this machine has: ``"cpu"``,
+    ``"cuda"`` or ``"cuda:<index>"`` with CUDA available and that many GPUs,
+    or ``"mps"`` where Apple's Metal backend is available; it is returned
+    unchanged. Anything else raises ``ValueError`` naming ``device``, before
+    torch would fail on it later.
     """
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        torch.device(device)
+        parsed = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ValueError(
             f"device must be 'auto' or a torch device string, got {device!r}"
         ) from exc
+    problem = _device_problem(parsed)
+    if problem:
+        raise ValueError(
+            f"device={device!r} cannot be used: {problem}; use device='auto' or 'cpu'"
+        )
     return device
+
+
+def _device_problem(device):
+    """Why ``device`` (a ``torch.device``) is unusable here, or None."""
+    if device.type == "cpu":
+        return None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            return "CUDA is not available on this machine"
+        count = torch.cuda.device_count()
+        if (device.index or 0) >= count:
+            return f"this machine has {count} CUDA device(s)"
+        return None
+    if device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            return "the MPS (Apple Metal) backend is not available on this machine"
+        return None
+    return f"the networks run on 'cpu', 'cuda' or 'mps', not {device.type!r}"
 
 
 class DeviceBatchIterator:
@@ -368,8 +403,10 @@ def cpu_threads_for(net):
 
 
 def _seed_from(random_state):
+    """``random_state`` as an int seed; None draws one from the operating
+    system, leaving every global generator alone."""
     if random_state is None:
-        return int(torch.seed() % (2**31))
+        return secrets.randbelow(2**31)
     return int(random_state)
 
 
@@ -383,6 +420,60 @@ def seeded_global_rng(seed, device="cpu"):
     with torch.random.fork_rng(devices=cuda_devices):
         torch.manual_seed(seed)
         yield
+
+
+def draws_from_global_rng(net):
+    """Whether training ``net`` draws from torch's global generator.
+
+    A :class:`FastNeuralNetClassifier` draws its batch order and
+    augmentation from its own generator through :class:`DeviceBatchIterator`,
+    but dropout in its module, or another batch iterator, draws from the
+    global one. Any other skorch net does (its initialisation, its
+    ``DataLoader``'s shuffling, its dropout). Randomness a module draws in
+    other ways is not detected.
+    """
+    if not isinstance(net, FastNeuralNetClassifier):
+        return True
+    iterator = net.iterator_train
+    own_batches = isinstance(iterator, type) and issubclass(
+        iterator, DeviceBatchIterator
+    )
+    module = getattr(net, "module_", None)
+    dropout = module is not None and any(
+        isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0
+        for m in module.modules()
+    )
+    return dropout or not own_batches
+
+
+@contextmanager
+def seeded_for(net):
+    """Run a block that initialises or trains ``net`` reproducibly.
+
+    When ``net`` draws from torch's global generator
+    (:func:`draws_from_global_rng`), the block runs under its seed (a
+    :class:`FastNeuralNetClassifier`'s ``random_state``, the seed
+    :func:`make_net` gave any other net, or a fresh one) and the caller's
+    generator is restored afterwards; a lock keeps parallel fits
+    reproducible.
+    """
+    if not draws_from_global_rng(net):
+        yield
+        return
+    if isinstance(net, FastNeuralNetClassifier):
+        seed = _seed_from(net.random_state)
+    else:
+        seed = _seed_from(getattr(net, _SEED_ATTRIBUTE, None))
+    with _GLOBAL_RNG_LOCK, seeded_global_rng(seed, net.device):
+        yield
+
+
+def initialize_net(net):
+    """``net.initialize()``, seeded as :func:`seeded_for` describes."""
+    if isinstance(net, FastNeuralNetClassifier):
+        return net.initialize()
+    with seeded_for(net):
+        return net.initialize()
 
 
 def synchronize_stream(device):
@@ -468,16 +559,20 @@ def make_net(net, *, n_classes, input_shape, device, random_state, padding_fill=
         (:func:`~sklearn_backdoor.networks.default_network_name`); a preset
         name (one of :data:`PRESETS`) builds that network with the paper's
         optimiser settings; a skorch net is cloned (its own settings kept,
-        its ``device`` replaced by ``device``). Give a skorch net a module
-        *class* so that each model starts from its own initialisation; a
-        module instance is copied, weights included.
+        its ``device`` replaced by ``device`` and its ``train_split`` by
+        None: the defenses choose the samples each model trains on, so no
+        internal validation split may hold some back). Give a skorch net a
+        module *class* so that each model starts from its own
+        initialisation; a module instance is copied, weights included.
     n_classes : int
     input_shape : tuple of int
         Per-sample shape: ``(C, H, W)`` or ``(n_features,)``.
     device : str
         A resolved torch device string.
     random_state : int
-        Seed of this model.
+        Seed of this model: a :class:`FastNeuralNetClassifier`'s
+        ``random_state``; any other skorch net is initialised and trained
+        under it by :func:`train_net` and :func:`initialize_net`.
     padding_fill : float or tuple of float, default=0.0
         Padding value of a preset's random crop (see
         :func:`default_augmentation`); a skorch net keeps its own iterator.
@@ -512,9 +607,11 @@ def make_net(net, *, n_classes, input_shape, device, random_state, padding_fill=
             "net must be None, a preset name or a skorch NeuralNetClassifier, "
             f"got {type(net).__name__}"
         )
-    fresh = clone(net).set_params(device=device)
+    fresh = clone(net).set_params(device=device, train_split=None)
     if isinstance(fresh, FastNeuralNetClassifier):
         fresh.set_params(random_state=random_state)
+    else:
+        setattr(fresh, _SEED_ATTRIBUTE, random_state)
     return fresh
 
 
@@ -523,20 +620,49 @@ def train_net(net, X, y, *, epochs, random_state=None, warm_start=False):
 
     With ``warm_start=True`` an initialised net continues from its current
     weights and optimiser state (``partial_fit``), as ISPL does across its
-    iterations; otherwise it starts afresh. A net that is not a
-    :class:`FastNeuralNetClassifier` is trained under a global seed drawn from
-    ``random_state``, holding a lock so that parallel fits stay reproducible.
+    iterations; otherwise it starts afresh. Initialisation and training are
+    seeded by :func:`initialize_net` and :func:`seeded_for`; for a net that
+    is not a :class:`FastNeuralNetClassifier`, ``random_state``, if given,
+    replaces the seed :func:`make_net` gave it.
+    Raises ``ValueError`` when training fails (see :func:`check_trained`).
     """
     net.set_params(max_epochs=int(epochs))
+    if random_state is not None and not isinstance(net, FastNeuralNetClassifier):
+        setattr(net, _SEED_ATTRIBUTE, int(random_state))
+    if not warm_start:
+        initialize_net(net)
     if epochs <= 0:
-        if not warm_start:
-            net.initialize()
         return net
-    if isinstance(net, FastNeuralNetClassifier):
-        return net.partial_fit(X, y) if warm_start else net.fit(X, y)
-    seed = _seed_from(random_state)
-    with _GLOBAL_RNG_LOCK, seeded_global_rng(seed, net.device):
-        return net.partial_fit(X, y) if warm_start else net.fit(X, y)
+    with seeded_for(net):
+        net.partial_fit(X, y)
+    return check_trained(net)
+
+
+def check_trained(net, hint="give net a lower learning rate"):
+    """Return ``net`` if its last epoch trained, else raise ``ValueError``.
+
+    A net fails when its last epoch saw no batch (an iterator that drops an
+    incomplete last batch, given fewer samples than ``batch_size``) or
+    ended with a loss that is not finite (training diverged; ``hint`` says
+    what to change).
+    """
+    if not len(net.history):
+        return net
+    last = net.history[-1]
+    if last.get("train_batch_count") == 0:
+        raise ValueError(
+            "The network trained on no batch: its batch iterator drops an "
+            "incomplete last batch, and it was given fewer samples than "
+            f"batch_size={net.batch_size}; lower batch_size or set "
+            "iterator_train__drop_last=False"
+        )
+    loss = last.get("train_loss")
+    if loss is not None and not np.isfinite(loss):
+        raise ValueError(
+            f"The network's training loss is {loss} after {len(net.history)} "
+            f"epochs: training diverged; {hint}, or rescale X"
+        )
+    return net
 
 
 def predict_logits(net, X, *, augmentation=None, batch_size=None):

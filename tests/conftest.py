@@ -1,7 +1,9 @@
 import pytest
 import torch
+from skorch import NeuralNetClassifier
 
 from sklearn_backdoor.datasets import load_digits_images
+from sklearn_backdoor.networks import MLP
 from sklearn_backdoor.poisoning import PatchTrigger, dirty_label_backdoor
 
 
@@ -25,3 +27,27 @@ def poisoned_digits():
     return dirty_label_backdoor(
         X, y, trigger, target=1, source=7, poison_fraction=0.1, random_state=0
     )
+
+
+@pytest.fixture
+def user_skorch_net():
+    """Make a plain skorch net as a user writes one: an MLP for flat
+    features, drawing from torch's global generator (initialisation,
+    DataLoader shuffling, dropout) and with skorch's internal validation
+    split. Keyword arguments override the net's parameters."""
+
+    def make(n_features=6, **params):
+        defaults = {
+            "module__n_features": n_features,
+            "module__n_classes": 2,
+            "module__hidden": (16,),
+            "module__dropout": 0.2,
+            "criterion": torch.nn.CrossEntropyLoss,
+            "iterator_train__shuffle": True,
+            "batch_size": 16,
+            "max_epochs": 1,
+            "verbose": 0,
+        }
+        return NeuralNetClassifier(MLP, **{**defaults, **params})
+
+    return make

@@ -13,6 +13,7 @@ from sklearn_backdoor.training import (
     DeviceBatchIterator,
     FastNeuralNetClassifier,
     default_augmentation,
+    initialize_net,
     make_net,
     predict_logits,
     resolve_device,
@@ -207,6 +208,78 @@ def test_resolve_device():
     assert resolve_device("cpu") == "cpu"
     with pytest.raises(ValueError, match="device must be 'auto' or a torch device"):
         resolve_device("gpu-please")
+
+
+@pytest.mark.parametrize(
+    ("device", "available"),
+    [
+        ("cuda", torch.cuda.is_available()),
+        ("cuda:7", torch.cuda.device_count() > 7),
+        ("mps", torch.backends.mps.is_available()),
+        ("meta", False),
+        ("xpu", False),
+    ],
+)
+def test_resolve_device_refuses_devices_this_machine_lacks(device, available):
+    if available:
+        assert resolve_device(device) == device
+        return
+    with pytest.raises(ValueError, match=rf"device='{device}' cannot be used"):
+        resolve_device(device)
+
+
+def _flat_weights(net):
+    return torch.cat([p.detach().flatten() for p in net.module_.parameters()])
+
+
+def _user_net_weights(user_net, random_state, epochs=2):
+    X, y = _tiny_data()
+    net = make_net(
+        user_net,
+        n_classes=2,
+        input_shape=(4,),
+        device="cpu",
+        random_state=random_state,
+    )
+    if epochs == 0:
+        return _flat_weights(initialize_net(net))
+    return _flat_weights(train_net(net, X, y, epochs=epochs))
+
+
+@pytest.mark.parametrize("epochs", [0, 2])
+def test_a_user_skorch_net_is_seeded_by_make_net_and_leaves_the_rngs_alone(
+    epochs, user_skorch_net
+):
+    user_net = user_skorch_net(n_features=4)
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    first = _user_net_weights(user_net, 3, epochs)
+    assert torch.equal(first, _user_net_weights(user_net, 3, epochs))
+    assert not torch.equal(first, _user_net_weights(user_net, 4, epochs))
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_a_user_skorch_net_trains_on_every_sample_it_is_given(user_skorch_net):
+    X, y = _tiny_data()
+    net = make_net(
+        user_skorch_net(n_features=4),
+        n_classes=2,
+        input_shape=(4,),
+        device="cpu",
+        random_state=0,
+    )
+    train_net(net, X, y, epochs=1)
+    assert net.train_split is None
+    assert net.history[-1, "train_batch_count"] == -(-len(X) // 16)
+
+
+def test_a_fast_net_without_random_state_leaves_the_global_rng_alone():
+    X, y = _tiny_data()
+    state = torch.get_rng_state()
+    FastNeuralNetClassifier(
+        MLP, module__n_features=4, module__n_classes=2, max_epochs=1, verbose=0
+    ).fit(X, y)
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 def test_precision_is_validated():
