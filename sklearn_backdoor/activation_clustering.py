@@ -25,6 +25,8 @@ from sklearn_backdoor.training import predict_logits, train_net
 ANALYSES = ("smaller", "relative-size", "distance", "silhouette-scores")
 REDUCTIONS = ("pca", "fastica")
 N_CLUSTERS = 2
+# The cluster label of a sample whose representation is not finite.
+NO_CLUSTER = -1
 KMEANS_N_INIT = 10
 # Silhouette scores cost O(n^2); larger classes are scored on a sample.
 SILHOUETTE_MAX_SAMPLES = 10_000
@@ -110,9 +112,12 @@ default="relative-size"
         ``1 - |own cluster| / |own class|``: the share of its class outside
         the sample's cluster. Samples of small clusters score near 1, so the
         score ranks by the relative-size criterion whatever ``analysis``
-        decided; the decision itself is ``mask_``.
+        decided; the decision itself is ``mask_``. A sample whose
+        representation is not finite scores 1, the most suspicious.
     cluster_labels_ : ndarray of int, shape (n_samples,)
-        The cluster (0 or 1) of each sample within its class.
+        The cluster (0 or 1) of each sample within its class; -1 for a
+        sample whose representation is not finite, which is clustered with
+        no other and removed.
     cluster_sizes_ : ndarray of int, shape (n_classes, 2)
         Samples in each cluster of each class of ``classes_``.
     poison_clusters_ : ndarray of bool, shape (n_classes, 2)
@@ -148,7 +153,10 @@ default="relative-size"
     representations themselves, a space shared by all classes. ART rounds
     relative sizes to two decimals before comparing; here they are compared
     exactly. A class with fewer than two distinct representations is one
-    cluster and is never flagged.
+    cluster and is never flagged. Samples whose representation is not finite
+    are left out of the reduction and the clustering and removed; a class
+    without a single finite representation raises ``ValueError`` (the
+    network diverged).
 
     Examples
     --------
@@ -205,13 +213,19 @@ default="relative-size"
         self.verbose = verbose
 
     def _fit_mask(self, X_t, y_t, rng):
-        representations = self._fit_representations(X_t, y_t, rng).cpu().numpy()
+        representations = self._fit_representations(X_t, y_t, rng)
         y = y_t.cpu().numpy()
+        finite = self._finite_rows(representations, y)
+        representations = representations[torch.as_tensor(finite, device=y_t.device)]
+        representations = representations.cpu().numpy()
+        clusters = np.full(len(y), NO_CLUSTER, dtype=np.int64)
         with self._phase("clustering"):
-            clusters, reduced = self._cluster_classes(representations, y, rng)
+            clusters[finite], reduced = self._cluster_classes(
+                representations, y[finite], rng
+            )
             flagged, self.silhouette_scores_ = flag_clusters(
-                clusters,
-                y,
+                clusters[finite],
+                y[finite],
                 self.analysis,
                 size_threshold=self.size_threshold,
                 silhouette_threshold=self.silhouette_threshold,
@@ -228,10 +242,10 @@ default="relative-size"
         self.cluster_labels_ = clusters
         self.cluster_sizes_ = cluster_sizes(clusters, y, len(self.classes_))
         self.poison_clusters_ = flagged
-        scores = (
-            1.0 - relative_cluster_sizes(clusters, y, len(self.classes_))[y, clusters]
-        )
-        return ~flagged[y, clusters], scores
+        relative = relative_cluster_sizes(clusters, y, len(self.classes_))
+        scores = np.ones(len(y))
+        scores[finite] = 1.0 - relative[y[finite], clusters[finite]]
+        return kept_by_clusters(flagged, y, clusters), scores
 
     def _cluster_classes(self, representations, y, rng):
         """2-means of each class's reduced representations."""
@@ -259,7 +273,7 @@ default="relative-size"
 
     def _reclassify(self, X_t, y_t, y, clusters, flagged, rng):
         """Exclusionary reclassification; returns the updated flags."""
-        keep = ~flagged[y, clusters]
+        keep = kept_by_clusters(flagged, y, clusters)
         index = torch.as_tensor(np.flatnonzero(keep), device=X_t.device)
         net = self._new_net(rng)
         self.reclassification_net_ = train_net(
@@ -312,10 +326,23 @@ def two_means(points, random_state):
 
 
 def cluster_sizes(clusters, labels, n_classes):
-    """``sizes[c, j]``: samples of class ``c`` in cluster ``j``."""
+    """``sizes[c, j]``: samples of class ``c`` in cluster ``j``
+    (:data:`NO_CLUSTER` samples are not counted)."""
+    clusters, labels = np.asarray(clusters), np.asarray(labels)
+    clustered = clusters != NO_CLUSTER
     sizes = np.zeros((n_classes, N_CLUSTERS), dtype=np.int64)
-    np.add.at(sizes, (np.asarray(labels), np.asarray(clusters)), 1)
+    np.add.at(sizes, (labels[clustered], clusters[clustered]), 1)
     return sizes
+
+
+def kept_by_clusters(flagged, labels, clusters):
+    """Keep-mask: samples in no flagged cluster (:data:`NO_CLUSTER` samples
+    are never kept)."""
+    clusters, labels = np.asarray(clusters), np.asarray(labels)
+    keep = np.zeros(len(labels), dtype=bool)
+    clustered = clusters != NO_CLUSTER
+    keep[clustered] = ~flagged[labels[clustered], clusters[clustered]]
+    return keep
 
 
 def relative_cluster_sizes(clusters, labels, n_classes):

@@ -15,7 +15,11 @@ import torch
 from sklearn.utils._param_validation import Interval
 from tqdm.auto import tqdm
 
-from sklearn_backdoor.base import BaseSanitizer, NetworkEstimatorMixin
+from sklearn_backdoor.base import (
+    BaseSanitizer,
+    NetworkEstimatorMixin,
+    nonfinite_as_worst,
+)
 from sklearn_backdoor.training import (
     per_sample_loss,
     predict_logits,
@@ -74,7 +78,8 @@ class ITLMFilter(BaseSanitizer):
         Indices of the kept samples.
     scores_ : ndarray of float, shape (n_samples,)
         Cross-entropy of each sample under the last round's network; higher
-        is more suspicious.
+        is more suspicious. A loss that is not finite counts as higher than
+        every finite one (and raises ``ValueError`` if no loss is finite).
     keep_fraction_ : float
         The fraction kept every round.
     round_masks_ : ndarray of bool, shape (n_rounds, n_samples)
@@ -184,14 +189,12 @@ def default_keep_fraction(expected_poison_fraction, keep_fraction=None):
 
 
 def sample_losses(net, X_t, y_t):
-    """Per-sample cross-entropy (float64 array); non-finite losses become the
-    largest finite one, so a diverged sample ranks as most suspicious."""
+    """Per-sample cross-entropy (float64 array); a non-finite loss ranks as
+    the most suspicious (see :func:`~sklearn_backdoor.base.nonfinite_as_worst`,
+    which raises ``ValueError`` when no loss is finite)."""
     logits = predict_logits(net, X_t)
-    losses = per_sample_loss(logits, y_t).cpu().numpy().astype(np.float64)
-    finite = np.isfinite(losses)
-    if not finite.all():
-        losses[~finite] = losses[finite].max() if finite.any() else 0.0
-    return losses
+    losses = per_sample_loss(logits, y_t).cpu().numpy()
+    return nonfinite_as_worst(losses, what="loss")
 
 
 def kept_count(fraction, n):

@@ -32,7 +32,6 @@ import torch.nn.functional as F
 from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import Callback
 from tqdm.auto import tqdm
 
@@ -43,7 +42,9 @@ from sklearn_backdoor.inputs import (
 from sklearn_backdoor.metrics import mean_of_last_epochs
 from sklearn_backdoor.training import (
     FastNeuralNetClassifier,
+    check_trained,
     predict_logits,
+    seeded_for,
 )
 
 STRATEGY_NAMES = ("prl", "spl", "bootstrap", "none")
@@ -66,7 +67,12 @@ def n_kept(batch_size, eps):
 
 
 def keep_smallest(values, n_keep):
-    """Bool mask of the ``n_keep`` smallest ``values`` (ties: lower index first)."""
+    """Bool mask of the ``n_keep`` smallest ``values`` (ties: lower index first).
+
+    A value that is not finite (NaN or an infinity) counts as larger than
+    every finite one: the sample is the most suspicious.
+    """
+    values = torch.where(torch.isfinite(values), values, torch.inf)
     order = torch.argsort(values, stable=True)
     keep = torch.zeros(values.shape[0], dtype=torch.bool, device=values.device)
     keep[order[:n_keep]] = True
@@ -122,9 +128,10 @@ class NoisyLabelStrategy:
         selected : torch.Tensor of bool, shape (batch,)
         """
         selected = self.select(logits.detach(), y)
-        weights = selected.to(torch.float32)
         losses = self.per_sample_loss(logits, y)
-        return (losses * weights).sum() / weights.sum(), selected
+        # where, not a product with the weights: a rejected NaN times 0 is NaN.
+        kept_losses = torch.where(selected, losses, torch.zeros_like(losses))
+        return kept_losses.sum() / selected.sum(), selected
 
 
 @dataclass(frozen=True)
@@ -545,11 +552,24 @@ default="prl"
         The valid input range in standardised units: ``[0, 1]`` pixels for
         uint8 data and for data within ``[0, 1]``, else the per-channel
         minimum and maximum of the training data.
+    input_dtype_ : numpy dtype
+        The dtype of the training data. Data given to ``predict`` must be
+        uint8 exactly when this is: only uint8 is scaled (0-255 to [0, 1]).
+    input_range_ : ndarray of shape (2, n_channels or n_features)
+        Minimum and maximum of the training data per channel or feature,
+        after that scaling; images given to ``predict`` far outside it are
+        refused as being in other units (see :mod:`sklearn_backdoor.inputs`).
     device_ : str
         The device the network was trained on.
 
     Notes
     -----
+    Within a batch, PRL and SPL rank a sample whose loss or gradient norm is
+    not finite as the most suspicious (it is rejected first). ``fit`` raises
+    ``ValueError`` if the training loss ends non-finite (the network
+    diverged), and ``predict`` and ``predict_proba`` raise it rather than
+    return the classes or probabilities of non-finite outputs.
+
     The perturbation budget in standardised units is
     ``tau * (upper - lower)`` per channel, so ``tau`` is a fraction of the
     pixel range whatever the channel's standard deviation. The inner step runs
@@ -660,8 +680,9 @@ default=None
         net.start_recording(len(X_t), from_epoch=self.epochs - n_last + 1)
         y_t = torch.as_tensor(y_encoded, dtype=torch.long, device=self.device_)
         index = torch.arange(len(y_t), device=self.device_)
-        net.partial_fit(X_t, torch.stack([y_t, index], dim=1))
-        self.net_ = net
+        with seeded_for(net):
+            net.partial_fit(X_t, torch.stack([y_t, index], dim=1))
+        self.net_ = check_trained(net, hint="lower lr or weight_decay")
         self._store_history(net, eval_set is not None, n_last)
         self._store_decision(*selection_decision(net))
         return self
@@ -704,8 +725,7 @@ default=None
         )
 
     def _logits(self, X):
-        check_is_fitted(self, "net_")
-        return predict_logits(self.net_, self._new_data_tensor(X))
+        return self._new_data_logits(X)
 
     def _device_tensor(self, values):
         return torch.as_tensor(values, dtype=torch.float32, device=self.device_)

@@ -7,9 +7,10 @@ the network's ``representation_layer`` attribute (see
 :mod:`sklearn_backdoor.networks`).
 """
 
+import numpy as np
 import torch
 
-from sklearn_backdoor.training import train_net
+from sklearn_backdoor.training import initialize_net, train_net
 
 _N_LISTED_NAMES = 8
 
@@ -25,12 +26,29 @@ class RepresentationFilterMixin:
 
     def _fit_representations(self, X_t, y_t, rng):
         """Representations (a device tensor) of ``X_t`` by a net trained on it."""
-        net = self._new_net(rng).initialize()
+        net = initialize_net(self._new_net(rng))
         self.layer_ = resolve_representation_layer(net.module_, self.layer)
         with self._phase("training"):
             self.net_ = train_net(net, X_t, y_t, epochs=self.epochs)
         with self._phase("representations"):
             return extract_representations(self.net_, X_t, self.layer_)
+
+    def _finite_rows(self, representations, y):
+        """Bool array: which samples have a finite representation.
+
+        The others are judged the most suspicious by the defenses. Raises
+        ``ValueError`` when a class has no finite representation at all:
+        the network diverged and there is nothing to judge by.
+        """
+        finite = torch.isfinite(representations).all(dim=1).cpu().numpy()
+        for label in np.unique(y[~finite]):
+            if not finite[y == label].any():
+                raise ValueError(
+                    f"The representations of class {self.classes_[label]!r} are "
+                    "not finite for any of its samples: the network diverged. "
+                    "Give net a lower learning rate or rescale X."
+                )
+        return finite
 
 
 class _RepresentationCaptured(Exception):

@@ -16,7 +16,11 @@ import torch
 from sklearn.utils._param_validation import Interval
 from tqdm.auto import tqdm
 
-from sklearn_backdoor.base import BaseSanitizer, NetworkEstimatorMixin
+from sklearn_backdoor.base import (
+    BaseSanitizer,
+    NetworkEstimatorMixin,
+    nonfinite_as_worst,
+)
 from sklearn_backdoor.representations import RepresentationFilterMixin
 
 MAX_REMOVAL_FRACTION = 0.5
@@ -103,6 +107,11 @@ class SpectralSignatureFilter(RepresentationFilterMixin, BaseSanitizer):
     (halves rounded up), but never its last sample. Ties in the score are
     broken by sample order, the earlier sample being removed first.
 
+    A sample whose representation is not finite is left out of its class's
+    decomposition and scores above every other sample of the class, so it is
+    removed first; a class without a single finite representation raises
+    ``ValueError`` (the network diverged).
+
     Examples
     --------
     >>> import numpy as np
@@ -160,11 +169,15 @@ class SpectralSignatureFilter(RepresentationFilterMixin, BaseSanitizer):
             disable=not self.verbose,
             leave=False,
         )
+        finite = self._finite_rows(representations, y)
         for label in classes:
             members = np.flatnonzero(y == label)
-            index = torch.as_tensor(members, device=representations.device)
+            usable = members[finite[members]]
+            index = torch.as_tensor(usable, device=representations.device)
             class_scores, singular_value = top_direction_scores(representations[index])
-            scores[members] = class_scores
+            scores[members] = np.nan
+            scores[usable] = class_scores
+            scores[members] = nonfinite_as_worst(scores[members], what="representation")
             self.singular_values_[label] = singular_value
         self.removal_fraction_ = removal_fraction(
             self.expected_poison_fraction, self.eps_multiplier

@@ -1,9 +1,11 @@
 """scikit-learn's estimator checks on every sanitizer, with tiny CPU settings."""
 
+import random
 import time
 
 import numpy as np
 import pytest
+import torch
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -89,3 +91,47 @@ def test_phase_seconds_name_each_phase_and_fit_within_the_fit(estimator):
     assert set(fitted.phase_seconds_) == expected
     assert all(seconds >= 0 for seconds in fitted.phase_seconds_.values())
     assert sum(fitted.phase_seconds_.values()) <= elapsed
+
+
+def _global_generator_states():
+    # The legacy global state is the point: a fit must leave it alone.
+    numpy_state = np.random.get_state()  # noqa: NPY002
+    return torch.get_rng_state(), numpy_state, random.getstate()
+
+
+def _assert_same_states(before, after):
+    assert torch.equal(before[0], after[0]), "torch's generator moved"
+    assert before[1][0] == after[1][0]
+    np.testing.assert_array_equal(before[1][1], after[1][1])
+    assert before[1][2:] == after[1][2:], "numpy's generator moved"
+    assert before[2] == after[2], "python's random moved"
+
+
+def _decision(model, X):
+    if hasattr(model, "mask_"):
+        return model.mask_, getattr(model, "scores_", None)
+    return model.predict_proba(X), None
+
+
+@pytest.mark.parametrize("net", ["preset", "user skorch net"])
+@pytest.mark.parametrize(
+    "estimator",
+    ESTIMATORS,
+    ids=lambda e: f"{type(e).__name__}-{e.get_params().get('analysis', '')}",
+)
+def test_random_state_decides_the_fit_and_global_generators_stay_put(
+    estimator, net, user_skorch_net
+):
+    rng = np.random.RandomState(0)
+    X = rng.rand(64, 6).astype(np.float32)
+    y = (X[:, 0] > 0.5).astype(int)
+    params = {} if net == "preset" else {"net": user_skorch_net()}
+    torch.manual_seed(1)
+    np.random.seed(2)  # noqa: NPY002
+    random.seed(3)
+    before = _global_generator_states()
+    first = clone(estimator).set_params(**params).fit(X, y)
+    _assert_same_states(before, _global_generator_states())
+    second = clone(estimator).set_params(**params).fit(X, y)
+    for a, b in zip(_decision(first, X), _decision(second, X), strict=True):
+        np.testing.assert_array_equal(a, b)
