@@ -1,15 +1,22 @@
 """Backdoor triggers and data-poisoning attacks on image data sets.
 
-Images are arrays of shape ``(n_samples, height, width, channels)`` indexed in
-(row, column) order, either ``uint8`` (0-255) or floating point. Labels are
+Images are arrays of shape ``(n_samples, height, width, channels)``, or
+``(n_samples, height, width)`` for grey-scale images (results keep the
+layout given), indexed in (row, column) order, either ``uint8`` (0-255) or
+floating point. Flat features ``(n_samples, n_features)`` have no pixels to
+carry a trigger and are refused. Labels are
 integer arrays of shape ``(n_samples,)``. Trigger colours are given in the
 image's own units (255 for ``uint8``, 1.0 for floats in [0, 1], 16 for the
 scikit-learn digits, ...).
 
 Nothing in this module modifies its inputs: every trigger and attack returns
-new arrays.
+new arrays. An attack that could change no label (fewer than two classes,
+a source equal to the target, a fraction that selects no sample) raises a
+``ValueError`` naming the parameter rather than report poison that is not
+there.
 """
 
+import dataclasses
 import numbers
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -69,6 +76,26 @@ def _check_images(X, name="X"):
     return X
 
 
+def _image_batch(X, name="X"):
+    """``(images, grey)``: ``X`` as ``(n, height, width, channels)``; grey
+    ``(n, height, width)`` input gets a channel axis (a view) and ``grey``."""
+    if not isinstance(X, np.ndarray):
+        X = np.asarray(X)
+    if X.ndim not in (3, 4):
+        raise ValueError(
+            f"{name} must be a 4-d array of shape (n_samples, height, width, "
+            "channels), or 3-d (n_samples, height, width) for grey images, got "
+            f"shape {X.shape}; flat features have no pixels to carry a trigger"
+        )
+    grey = X.ndim == 3
+    return _check_images(X[..., np.newaxis] if grey else X, name), grey
+
+
+def _in_layout(images, grey):
+    """Images from :func:`_image_batch` back in the layout they came in."""
+    return images[..., 0] if grey else images
+
+
 def _check_labels(y, n_samples=None, name="y"):
     """Return ``y`` as a 1-d integer array, optionally of length ``n_samples``."""
     y = np.asarray(y)
@@ -81,6 +108,15 @@ def _check_labels(y, n_samples=None, name="y"):
             f"{name} must have one label per sample ({n_samples}), got {y.shape[0]}"
         )
     return y
+
+
+def _check_classes(classes, name="y"):
+    """An attack needs a second class to relabel samples to."""
+    if len(classes) < 2:
+        raise ValueError(
+            f"{name} must hold at least 2 classes for an attack to change a "
+            f"label, got {len(classes)}: {classes}"
+        )
 
 
 def _check_fraction(poison_fraction):
@@ -215,14 +251,15 @@ class PatchTrigger(Trigger):
 
         Parameters
         ----------
-        X : ndarray of shape (n_samples, height, width, channels)
+        X : ndarray of shape (n_samples, height, width, channels) or \
+(n_samples, height, width)
             Images to trigger; left unchanged.
 
         Returns
         -------
         X_triggered : ndarray of the same shape and dtype as ``X``
         """
-        X = _check_images(X)
+        X, grey = _image_batch(X)
         height, width = X.shape[1:3]
         rows, cols = np.array(self.pixels).T
         outside = (rows >= height) | (cols >= width)
@@ -235,7 +272,7 @@ class PatchTrigger(Trigger):
         color = _cast_like(_broadcast_color(self.color, X.shape[3]), X.dtype)
         X_new = X.copy()
         X_new[:, rows, cols, :] = color
-        return X_new
+        return _in_layout(X_new, grey)
 
 
 @dataclass(frozen=True)
@@ -271,10 +308,10 @@ class CompositeTrigger(Trigger):
 
     def apply(self, X):
         """Return a copy of ``X`` with every trigger applied in order."""
-        X_new = _check_images(X)
+        X_new, grey = _image_batch(X)
         for trigger in self.triggers:
             X_new = trigger.apply(X_new)
-        return X_new
+        return _in_layout(X_new, grey)
 
 
 def _frozen_array(values, name):
@@ -380,14 +417,15 @@ class BlendTrigger(Trigger):
 
         Parameters
         ----------
-        X : ndarray of shape (n_samples, height, width, channels)
+        X : ndarray of shape (n_samples, height, width, channels) or \
+(n_samples, height, width)
             Images to trigger; left unchanged.
 
         Returns
         -------
         X_triggered : ndarray of the same shape and dtype as ``X``
         """
-        X = _check_images(X)
+        X, grey = _image_batch(X)
         height, width, n_channels = X.shape[1:]
         p_height, p_width = self.pattern.shape[:2]
         row, col = self.anchor
@@ -403,7 +441,7 @@ class BlendTrigger(Trigger):
         blended = (1 - weight) * X[region] + weight * pattern
         X_new = X.copy()
         X_new[region] = _cast_like(blended, X.dtype)
-        return X_new
+        return _in_layout(X_new, grey)
 
 
 # ---------------------------------------------------------------------------
@@ -739,7 +777,8 @@ def apply_trigger(X, trigger):
 
     Parameters
     ----------
-    X : ndarray of shape (n_samples, height, width, channels)
+    X : ndarray of shape (n_samples, height, width, channels) or \
+(n_samples, height, width)
         Images; left unchanged.
     trigger : Trigger
         The trigger to stamp.
@@ -772,8 +811,10 @@ class PoisonedDataset:
 
     Parameters
     ----------
-    X : ndarray of shape (n_samples, height, width, channels)
-        Training images with the poisoned rows triggered (a new array).
+    X : ndarray of shape (n_samples, height, width, channels) or \
+(n_samples, height, width)
+        Training images with the poisoned rows triggered (a new array), in
+        the layout of the attacked images.
     y : ndarray of shape (n_samples,)
         Training labels after poisoning (a new array).
     poison_indices : ndarray of shape (n_poisoned,), dtype int64
@@ -848,7 +889,7 @@ def _choose_from_class(y, label, count, rng, name="source"):
     if count > candidates.size:
         raise ValueError(
             f"{name} class {label} has {candidates.size} samples, fewer than the "
-            f"{count} to poison"
+            f"{count} that poison_fraction asks to poison"
         )
     return rng.choice(candidates, size=count, replace=False)
 
@@ -961,10 +1002,11 @@ def dirty_label_backdoor(
 
     Parameters
     ----------
-    X : ndarray of shape (n_samples, height, width, channels)
+    X : ndarray of shape (n_samples, height, width, channels) or \
+(n_samples, height, width)
         Training images; left unchanged.
     y : ndarray of shape (n_samples,)
-        Integer labels; left unchanged.
+        Integer labels of at least two classes; left unchanged.
     trigger : Trigger
         Trigger stamped on the poisoned images.
     target : int or None
@@ -995,6 +1037,7 @@ def dirty_label_backdoor(
     >>> len(data.poison_indices), set(data.y_true[data.poison_indices].tolist())
     (3, {0})
     """
+    X, grey = _image_batch(X)
     X, y = _validate_attack_inputs(X, y, trigger)
     poison_fraction = _check_fraction(poison_fraction)
     attacks = {
@@ -1005,10 +1048,21 @@ def dirty_label_backdoor(
     if mode not in attacks:
         raise ValueError(f"mode must be one of {ATTACK_MODES}, got {mode!r}")
     classes = [int(c) for c in np.unique(y)]
+    _check_classes(classes)
     if mode != "all-to-all":
         target = _check_class(target, classes, "target")
     rng = check_random_state(random_state)
-    return attacks[mode](X, y, trigger, target, source, poison_fraction, rng, classes)
+    poisoned = attacks[mode](
+        X, y, trigger, target, source, poison_fraction, rng, classes
+    )
+    return _poisoned_in_layout(poisoned, grey)
+
+
+def _poisoned_in_layout(poisoned, grey):
+    """A :class:`PoisonedDataset` whose images are in the input's layout."""
+    if not grey:
+        return poisoned
+    return dataclasses.replace(poisoned, X=_in_layout(poisoned.X, grey))
 
 
 def systematic_label_flip(y, poison_fraction, random_state=None):
@@ -1022,7 +1076,7 @@ def systematic_label_flip(y, poison_fraction, random_state=None):
     Parameters
     ----------
     y : ndarray of shape (n_samples,)
-        Integer labels; left unchanged.
+        Integer labels of at least two classes; left unchanged.
     poison_fraction : float
         Fraction in (0, 1] of each class to flip.
     random_state : int, RandomState instance or None, default=None
@@ -1046,6 +1100,7 @@ def systematic_label_flip(y, poison_fraction, random_state=None):
     y = _check_labels(y)
     poison_fraction = _check_fraction(poison_fraction)
     classes = [int(c) for c in np.unique(y)]
+    _check_classes(classes)
     rng = check_random_state(random_state)
     indices, labels = _cyclic_flip_indices(y, classes, poison_fraction, rng)
     order = np.argsort(indices)
@@ -1064,10 +1119,11 @@ def label_flip_backdoor(X, y, trigger, *, poison_fraction, random_state=None):
 
     Parameters
     ----------
-    X : ndarray of shape (n_samples, height, width, channels)
+    X : ndarray of shape (n_samples, height, width, channels) or \
+(n_samples, height, width)
         Training images; left unchanged.
     y : ndarray of shape (n_samples,)
-        Integer labels; left unchanged.
+        Integer labels of at least two classes; left unchanged.
     trigger : Trigger
         Trigger stamped on the flipped images.
     poison_fraction : float
@@ -1174,7 +1230,8 @@ class BackdoorScenario:
 
         Parameters
         ----------
-        X : ndarray of shape (n_samples, height, width, channels)
+        X : ndarray of shape (n_samples, height, width, channels) or \
+(n_samples, height, width)
             Training images (CIFAR-10 in the reference); left unchanged.
         y : ndarray of shape (n_samples,)
             Integer labels; left unchanged.
@@ -1182,14 +1239,29 @@ class BackdoorScenario:
         Returns
         -------
         poisoned : PoisonedDataset
+
+        Raises
+        ------
+        ValueError
+            If ``source`` equals ``target``, or ``poison_fraction`` of the
+            source class truncates to no sample.
         """
+        X, grey = _image_batch(X)
         X, y = _validate_attack_inputs(X, y, self.trigger())
+        if self.source == self.target:
+            raise ValueError(f"source must differ from target, got {self.source}")
         candidates = np.flatnonzero(y == self.source)
         count = int(self.poison_fraction * candidates.size)
+        if count == 0:
+            raise ValueError(
+                f"poison_fraction={self.poison_fraction} of the {candidates.size} "
+                f"samples of source class {self.source} truncates to no sample "
+                "to poison"
+            )
         # A local RandomState gives the stream of the reference's global seed.
         rng = np.random.RandomState(self.selection_seed)
         indices = rng.choice(candidates, size=count, replace=False)
-        return _poison_rows(
+        poisoned = _poison_rows(
             X,
             y,
             self.trigger(),
@@ -1198,6 +1270,7 @@ class BackdoorScenario:
             source=self.source,
             target=self.target,
         )
+        return _poisoned_in_layout(poisoned, grey)
 
 
 def _draw_reference_trigger(rng):
