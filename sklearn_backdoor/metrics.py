@@ -1,4 +1,11 @@
-"""Metrics for backdoor attacks and for defences that remove poisoned samples."""
+"""Metrics for backdoor attacks and for defences that remove poisoned samples.
+
+Labels and predictions are compared with ``==``, so they must be of one
+kind: numbers (ints, floats, bools) or strings. Labels of different kinds,
+which could never be equal (``"1"`` and ``1``), mixed kinds, NaN and
+infinity are refused with an error naming the argument rather than counted
+as wrong.
+"""
 
 import numbers
 from typing import NamedTuple
@@ -29,6 +36,51 @@ def _check_same_length(reference_name, reference, **others):
             raise ValueError(
                 f"{name} must have the same length as {reference_name} "
                 f"({reference.shape[0]}), got {values.shape[0]}"
+            )
+
+
+def _label_kind(values, name):
+    """``"number"`` or ``"string"``: the kind of the labels in ``values``.
+
+    Raises ``ValueError`` for NaN or infinity and ``TypeError`` for labels
+    of mixed or other kinds (complex numbers, None, objects).
+    """
+    if values.dtype.kind in "biu":
+        return "number"
+    if values.dtype.kind in "US":
+        return "string"
+    if values.dtype.kind == "O":
+        kinds = {_scalar_kind(value, name) for value in values.tolist()}
+        if len(kinds) > 1:
+            raise TypeError(f"{name} mixes numbers and strings")
+        kind = kinds.pop() if kinds else "number"
+        if kind == "string":
+            return kind
+        values = values.astype(np.float64)
+    elif values.dtype.kind != "f":
+        raise TypeError(f"{name} must hold int or str labels, got dtype {values.dtype}")
+    if not np.isfinite(values).all():
+        raise ValueError(f"{name} must not contain NaN or infinity")
+    return "number"
+
+
+def _scalar_kind(value, name):
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, numbers.Real):
+        return "number"
+    raise TypeError(f"{name} must hold int or str labels, got {value!r}")
+
+
+def _check_same_kind(**labels):
+    """Refuse labels of different kinds, which could never compare equal."""
+    kinds = {name: _label_kind(values, name) for name, values in labels.items()}
+    (first, first_kind), *others = kinds.items()
+    for name, kind in others:
+        if kind != first_kind:
+            raise TypeError(
+                f"{first} holds {first_kind} labels but {name} holds {kind} "
+                "labels, which never compare equal; convert one of them"
             )
 
 
@@ -86,6 +138,11 @@ def targeted_misclassification_rate(
         "y_true", y_true, y_pred_clean=y_pred_clean, y_pred_triggered=y_pred_triggered
     )
     _check_not_empty(y_true, "y_true")
+    _check_same_kind(
+        y_true=y_true, y_pred_clean=y_pred_clean, y_pred_triggered=y_pred_triggered
+    )
+    if target is not None:
+        _check_same_kind(y_true=y_true, target=np.asarray([target]))
     if target is None:
         fooled = y_pred_triggered != y_true
     else:
@@ -120,9 +177,11 @@ def attack_success_rate(y_pred_triggered, target, y_true=None):
     0.6666666666666666
     """
     y_pred_triggered = _check_1d(y_pred_triggered, "y_pred_triggered")
+    _check_same_kind(y_pred_triggered=y_pred_triggered, target=np.asarray([target]))
     if y_true is not None:
         y_true = _check_1d(y_true, "y_true")
         _check_same_length("y_pred_triggered", y_pred_triggered, y_true=y_true)
+        _check_same_kind(y_pred_triggered=y_pred_triggered, y_true=y_true)
         y_pred_triggered = y_pred_triggered[y_true != target]
         if y_pred_triggered.shape[0] == 0:
             raise ValueError(
@@ -137,6 +196,7 @@ def _accuracy(y_true, y_pred, pred_name):
     y_pred = _check_1d(y_pred, pred_name)
     _check_same_length("y_true", y_true, **{pred_name: y_pred})
     _check_not_empty(y_true, "y_true")
+    _check_same_kind(y_true=y_true, **{pred_name: y_pred})
     return float(np.mean(y_true == y_pred))
 
 
