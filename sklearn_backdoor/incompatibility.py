@@ -19,7 +19,12 @@ from joblib import Parallel, delayed
 from sklearn.utils._param_validation import Interval
 from tqdm.auto import tqdm
 
-from sklearn_backdoor.base import BackdoorWarning, BaseSanitizer, NetworkEstimatorMixin
+from sklearn_backdoor.base import (
+    BackdoorWarning,
+    BaseSanitizer,
+    NetworkEstimatorMixin,
+    nonfinite_as_worst,
+)
 from sklearn_backdoor.training import (
     Stopwatch,
     per_sample_loss,
@@ -380,11 +385,8 @@ class IncompatibilityClustering(BaseSanitizer):
 
     def _losses(self, net, X, y):
         logits = predict_logits(net, X, augmentation=self._scoring_augmentation(net))
-        losses = per_sample_loss(logits, y).cpu().numpy().astype(np.float64)
-        finite = np.isfinite(losses)
-        if not finite.all():
-            losses[~finite] = losses[finite].mean() if finite.any() else 0.0
-        return losses
+        losses = per_sample_loss(logits, y).cpu().numpy()
+        return nonfinite_as_worst(losses, what="per-sample loss")
 
     def _predict(self, net, X_t):
         logits = predict_logits(net, X_t, augmentation=self._scoring_augmentation(net))

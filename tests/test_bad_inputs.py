@@ -634,12 +634,6 @@ def test_itlm_ranks_nonfinite_losses_as_the_highest():
     np.testing.assert_array_equal(keep_lowest_loss(losses, 0.8), ~marked)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="incompatibility.py (not ours to edit) replaces a non-finite ISPL "
-    "loss by the mean of the finite ones, so a diverged sample can stay in a "
-    "core set; it should use sklearn_backdoor.base.nonfinite_as_worst",
-)
 def test_ispl_ranks_nonfinite_losses_as_the_highest():
     X, y, marked = marked_data(n_marked=1)
     ispl = IncompatibilityClustering(augment_scoring=False)
