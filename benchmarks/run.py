@@ -191,10 +191,24 @@ def defended_mask(run, poisoned, device, timer):
     return sanitizer.mask_, sanitizer
 
 
+def no_model_reason(y_kept):
+    """Why no final model can be trained on the kept labels, or None."""
+    classes = np.unique(y_kept)
+    if len(classes) == 0:
+        return "the defense kept no sample; no final model"
+    if len(classes) < 2:
+        return (
+            f"the defense kept only class {classes[0]} ({len(y_kept)} samples); "
+            "no final model"
+        )
+    return None
+
+
 def run_paper001_defense(run, poisoned, test, device, timer):
-    """The final model trained on what the defense kept (None if it kept nothing)."""
+    """The final model trained on what the defense kept (None if it kept fewer
+    than two classes)."""
     keep, sanitizer = defended_mask(run, poisoned, device, timer)
-    if not keep.any():
+    if no_model_reason(poisoned.y[keep]):
         return None, keep, sanitizer
     final = NetworkClassifier(
         run.net, epochs=run.final_epochs, random_state=run.seed, device=device
@@ -297,14 +311,14 @@ def run_one(run, data_path=None, job_index=0, device="auto", threads=1):
     test = (X_test, y_test, trigger.apply(X_test)) if minimax else None
     model, keep, defense = runner(run, poisoned, test, device, timer)
     if model is None:
-        # Nothing left to train on: no model, so no accuracy or attack rate,
-        # and the run counts as no successful defense.
+        # Fewer than two classes left to train on: no model, so no accuracy or
+        # attack rate, and the run counts as no successful defense.
         metrics = {
             "clean_accuracy": None,
             "tmr": None,
             "tmr_targeted": None,
             "poison_accuracy": None,
-            "note": "the defense kept no sample; no final model",
+            "note": no_model_reason(poisoned.y[keep]),
         }
     else:
         metrics = timer(

@@ -147,8 +147,12 @@ def main():
     }
     rows = {}
     for name, keep in training_sets.items():
-        if not keep.any():
-            print(f"{name} kept no sample: no final model to train")
+        classes = np.unique(poisoned.y[keep])
+        if len(classes) < 2:
+            print(
+                f"{name} kept {keep.sum()} samples of {len(classes)} class(es): "
+                "no final model to train (a classifier needs two classes)"
+            )
             continue
         model, seconds[f"{name} final"] = timed(
             device, final_model().fit, poisoned.X[keep], poisoned.y[keep]

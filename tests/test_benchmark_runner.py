@@ -370,6 +370,17 @@ def test_a_defense_that_keeps_nothing_is_recorded_not_fatal(
     json.dumps(record)
 
 
+def test_a_defense_that_keeps_one_class_is_recorded_not_fatal(runner, monkeypatch):
+    def keeps_one_class(run, poisoned, device, timer):
+        return poisoned.y == poisoned.target, None
+
+    monkeypatch.setattr(runner, "defended_mask", keeps_one_class)
+    run = runner.replace(runner.build_grid("smoke")[0], defense="ispl")
+    record = runner.run_one(run, device="cpu")
+    assert record["tmr"] is None and record["fn"] == 25
+    assert record["note"].startswith("the defense kept only class 7 (")
+
+
 def test_a_real_run_records_every_field(runner):
     run = next(r for r in runner.build_grid("smoke") if r.defense == "ss")
     record = runner.run_one(run, device="cpu")
