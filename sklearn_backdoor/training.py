@@ -285,7 +285,7 @@ class FastNeuralNetClassifier(NeuralNetClassifier):
         with _GLOBAL_RNG_LOCK, seeded_global_rng(seed, self.device):
             super().initialize()
         self.generator_ = torch.Generator(device=self.device).manual_seed(seed)
-        if self._uses_cuda() and _has_conv(self.module_):
+        if _has_conv(self.module_):
             self.module_.to(memory_format=torch.channels_last)
         return self
 
