@@ -473,7 +473,7 @@ def test_report_says_where_the_poison_went_in_ispl_runs(report):
 
 def test_report_lists_other_tier_configurations_apart(report, runner):
     configured = runner.build_grid("cifar10-two-class")[0]
-    variant = runner.with_defense_params([configured], {"n_components": 4})[0]
+    variant = runner.with_defense_params([configured], {"n_components": 8})[0]
     records = []
     for run, tmr in ((configured, 0.0), (variant, 0.4)):
         record = report_record(run.scenario, run.defense, tmr, 0, 2, 0.1)
@@ -488,7 +488,8 @@ def test_report_lists_other_tier_configurations_apart(report, runner):
     markdown = report.build_report(records, "fake")
     table, others = markdown.split("## Other configurations tried")
     assert "| ISPL+B | 1 | 1 | 1 |" in table
-    assert "n_components=4; final 20 epochs | 40.0 |" in others
+    assert "n_components=8, self_training_epochs=3" in others
+    assert "final 20 epochs | 40.0 |" in others
 
 
 def test_report_puts_paper_numbers_beside_ours(report):
