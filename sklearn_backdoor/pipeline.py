@@ -11,14 +11,16 @@ data is never filtered, only the training set is.
 (``fit_resample``) for users of ``imblearn.pipeline.Pipeline``.
 """
 
+import numpy as np
 from sklearn import pipeline as sk_pipeline
-from sklearn.base import BaseEstimator, _fit_context, clone
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, _fit_context, clone
 from sklearn.utils import _safe_indexing
 
 # These private helpers, like sklearn.pipeline's _fit_one and _fit_transform_one,
 # exist with the signatures used here from scikit-learn 1.6 (our minimum) to 1.9.
 from sklearn.utils._user_interface import _print_elapsed_time
-from sklearn.utils.metadata_routing import _routing_enabled
+from sklearn.utils.metadata_routing import MethodMapping, _routing_enabled
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import _num_samples, check_memory
 
 from sklearn_backdoor.contract import is_sanitizer
@@ -37,7 +39,7 @@ class Pipeline(sk_pipeline.Pipeline):
       ``transform`` (and the other inference methods) skip sanitizer steps;
     - ``fit_transform(X, y)`` and ``fit_predict(X, y)`` return the output for
       *all* rows of ``X``, i.e. ``fit(X, y)`` followed by ``transform(X)`` or
-      ``predict(X)``.
+      ``predict(X)``; each exists where ``transform`` or ``predict`` does.
 
     Parameters
     ----------
@@ -125,8 +127,25 @@ class Pipeline(sk_pipeline.Pipeline):
         for name, _ in self.steps[step_idx + 1 :]:
             if name in routed_params:
                 routed_params[name] = _filter_rows(routed_params[name], keep, n_samples)
-        y = None if y is None else _safe_indexing(y, keep)
-        return _safe_indexing(X, keep), y
+        y = None if y is None else _take_rows(y, keep)
+        return _take_rows(X, keep), y
+
+    def get_metadata_routing(self):
+        """Metadata routing of this pipeline, sanitizer steps included.
+
+        As in scikit-learn, plus a ``fit`` -> ``fit`` route to each sanitizer
+        step but the last: sanitizers are fitted, never used at predict time.
+
+        Returns
+        -------
+        routing : MetadataRouter
+        """
+        router = super().get_metadata_routing()
+        for _, name, step in self._iter(with_final=False, filter_sanitizers=False):
+            if is_sanitizer(step):
+                fit_only = MethodMapping().add(caller="fit", callee="fit")
+                router.add(method_mapping=fit_only, **{name: step})
+        return router
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None, **params):
@@ -139,8 +158,10 @@ class Pipeline(sk_pipeline.Pipeline):
         y : array-like, default=None
             Training targets.
         **params : dict
-            ``step__param`` fit parameters as in scikit-learn; those with one
-            value per sample are filtered along with ``X`` and ``y``.
+            ``step__param`` fit parameters, or with metadata routing enabled
+            the metadata the steps request, as in scikit-learn. A sanitizer
+            step gets every row of a value with one entry per sample, the
+            steps after it only the rows it kept.
 
         Returns
         -------
@@ -167,10 +188,12 @@ class Pipeline(sk_pipeline.Pipeline):
                 self._final_estimator.fit(Xt, yt, **last_params["fit"])
         return self
 
+    @available_if(lambda self: hasattr(self, "transform"))
     def fit_transform(self, X, y=None, **params):
         """``fit(X, y, **params)`` then ``transform(X)`` on all rows of ``X``."""
         return self.fit(X, y, **params).transform(X)
 
+    @available_if(lambda self: hasattr(self, "predict"))
     def fit_predict(self, X, y=None, **params):
         """``fit(X, y, **params)`` then ``predict(X)`` on all rows of ``X``."""
         return self.fit(X, y, **params).predict(X)
@@ -219,15 +242,25 @@ def _filter_rows(step_params, keep, n_samples):
     filtered = type(step_params)()
     for method, method_params in step_params.items():
         filtered[method] = type(method_params)(
-            (
-                key,
-                _safe_indexing(value, keep)
+            **{
+                key: _take_rows(value, keep)
                 if _is_per_sample(value, n_samples)
-                else value,
-            )
-            for key, value in method_params.items()
+                else value
+                for key, value in method_params.items()
+            }
         )
     return filtered
+
+
+def _take_rows(data, keep):
+    """The rows ``keep`` of ``data``, in the container type of ``data``.
+
+    An array-like that numpy can convert but that cannot be indexed (one with
+    only ``__array__``) becomes an ndarray first.
+    """
+    if not hasattr(data, "shape") and not hasattr(data, "__len__"):
+        data = np.asarray(data)
+    return _safe_indexing(data, keep)
 
 
 def _is_per_sample(value, n_samples):
@@ -239,7 +272,7 @@ def _is_per_sample(value, n_samples):
         return False
 
 
-class SanitizerSampler(BaseEstimator):
+class SanitizerSampler(OneToOneFeatureMixin, BaseEstimator):
     """Use a sanitizer as an imbalanced-learn sampler.
 
     ``fit_resample(X, y)`` fits a clone of ``sanitizer`` and returns the kept
@@ -257,6 +290,8 @@ class SanitizerSampler(BaseEstimator):
         The fitted clone of ``sanitizer``.
     sample_indices_ : ndarray of int
         Indices of the kept samples (as imbalanced-learn's under-samplers).
+    n_features_in_ : int
+        Number of features seen during ``fit_resample``.
 
     Examples
     --------
@@ -296,5 +331,6 @@ class SanitizerSampler(BaseEstimator):
             )
         self.sanitizer_ = clone(self.sanitizer).fit(X, y, **params)
         self.sample_indices_ = self.sanitizer_.sample_indices_
+        self.n_features_in_ = self.sanitizer_.n_features_in_
         keep = self.sanitizer_.mask_
-        return _safe_indexing(X, keep), _safe_indexing(y, keep)
+        return _take_rows(X, keep), _take_rows(y, keep)

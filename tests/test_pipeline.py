@@ -3,11 +3,12 @@ import re
 
 import numpy as np
 import pytest
+import sklearn
 from sklearn import pipeline as sk_pipeline
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_val_score
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from sklearn_backdoor import (
     IncompatibilityClustering,
@@ -266,3 +267,87 @@ def test_transform_input_without_metadata_routing_raises_as_in_scikit_learn(
     )
     with pytest.raises(ValueError, match="metadata routing"):
         pipe.fit(*_data())
+
+
+class WeightedDropLargeFirstFeature(DropLargeFirstFeature):
+    """Also remembers the sample weights its fit received."""
+
+    def fit(self, X, y=None, sample_weight=None):
+        self.sample_weight_ = sample_weight
+        return super().fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "pipeline_class, first_step, kept",
+    [
+        (sk_pipeline.Pipeline, MinMaxScaler(), lambda X: np.ones(len(X), bool)),
+        (Pipeline, DropLargeFirstFeature(), lambda X: X[:, 0] <= 0.8),
+    ],
+    ids=["scikit-learn", "with-sanitizer"],
+)
+def test_metadata_routing_gives_later_steps_the_kept_rows_of_sample_weight(
+    pipeline_class, first_step, kept
+):
+    X, y = _data()
+    weights = np.linspace(0.5, 1.5, len(y))
+    keep = kept(X)
+    with sklearn.config_context(enable_metadata_routing=True):
+        pipe = pipeline_class(
+            [
+                ("first", first_step),
+                ("clf", RecordingClassifier().set_fit_request(sample_weight=True)),
+            ]
+        )
+        pipe.fit(X, y, sample_weight=weights)
+    clf = pipe.named_steps["clf"]
+    np.testing.assert_array_equal(clf.sample_weight_, weights[keep])
+    np.testing.assert_array_equal(clf.y_fit_, y[keep])
+
+
+def test_metadata_routing_gives_a_sanitizer_all_weights_it_requests():
+    X, y = _data()
+    weights = np.linspace(0.5, 1.5, len(y))
+    keep = X[:, 0] <= 0.8
+    with sklearn.config_context(enable_metadata_routing=True):
+        pipe = Pipeline(
+            [
+                (
+                    "clean",
+                    WeightedDropLargeFirstFeature().set_fit_request(sample_weight=True),
+                ),
+                ("scale", MinMaxScaler()),
+                ("clf", LogisticRegression().set_fit_request(sample_weight=True)),
+            ]
+        )
+        pipe.fit(X, y, sample_weight=weights)
+    np.testing.assert_array_equal(pipe.named_steps["clean"].sample_weight_, weights)
+    scaler = MinMaxScaler().fit(X[keep])
+    reference = LogisticRegression().fit(
+        scaler.transform(X[keep]), y[keep], sample_weight=weights[keep]
+    )
+    np.testing.assert_allclose(pipe.named_steps["clf"].coef_, reference.coef_)
+    np.testing.assert_array_equal(
+        pipe.predict(X), reference.predict(scaler.transform(X))
+    )
+
+
+@pytest.mark.parametrize(
+    "last_step, methods",
+    [
+        (LogisticRegression(), {"fit_predict"}),
+        (StandardScaler(), {"fit_transform"}),
+        ("passthrough", {"fit_transform"}),
+    ],
+    ids=["classifier", "transformer", "passthrough"],
+)
+def test_fit_transform_and_fit_predict_exist_where_transform_and_predict_do(
+    last_step, methods
+):
+    pipe = Pipeline([("clean", DropLargeFirstFeature()), ("last", last_step)])
+    available = {
+        method for method in ("fit_transform", "fit_predict") if hasattr(pipe, method)
+    }
+    assert available == methods
+    X, y = _data()
+    for method in methods:
+        assert len(getattr(pipe, method)(X, y)) == len(X)
