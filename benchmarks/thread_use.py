@@ -7,7 +7,7 @@ the alternatives, on two workloads:
 
 - ``digits-ispl``: a small ISPL+B fit (MLP) on the poisoned digits of the
   quickstart;
-- ``cifar-cnn``: two epochs of the CPU preset ``fast_cpu`` on 4,096 random
+- ``cifar-cnn``: two epochs of the CPU preset ``fast_cpu`` on 2,048 random
   CIFAR-shaped images.
 
 each with the library's policy (``policy``), with every fit on torch's
@@ -42,10 +42,11 @@ from sklearn_backdoor.training import make_net, train_net
 CORNER_TRIGGER = PatchTrigger(pixels=((0, 0), (0, 1), (1, 0)), color=255)
 SMALL_ISPL = {
     "n_bags": 1,
-    "warmup_epochs": 4,
-    "epochs_per_iteration": 2,
-    "weak_learner_epochs": 10,
-    "self_training_rounds": 4,
+    "n_components": 4,
+    "warmup_epochs": 2,
+    "epochs_per_iteration": 1,
+    "weak_learner_epochs": 5,
+    "self_training_rounds": 2,
     "self_training_epochs": 2,
 }
 
@@ -75,8 +76,9 @@ def digits_ispl():
 
 def cifar_cnn():
     generator = torch.Generator().manual_seed(0)
-    X = torch.randn(4096, 3, 32, 32, generator=generator)
-    y = torch.randint(0, 2, (4096,), generator=generator)
+    X = torch.randn(2048, 3, 32, 32, generator=generator)
+    X = X.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 2, (2048,), generator=generator)
 
     def fit():
         net = make_net(
