@@ -1,0 +1,81 @@
+"""One ISPL+B fit on a two-class reference scenario, with where the poison went.
+
+A probe for tuning ISPL+B on the two-class CIFAR-10 tier without training a
+final model: prints and appends one JSON line with the poison count of each
+core set, each weak learner's share of poisoned samples it predicts as the
+target ("trust") and its accuracy on the clean training samples, the vote's
+FP/FN, the final FP/FN and seconds per phase::
+
+    python benchmarks/ispl_probe.py 0-to-2-pixel-0.1-seed100 \\
+        '{"n_bags": 1, "self_training": false}' --data PATH/TO/cifar10 \\
+        --out benchmarks/results/cifar10-two-class-probes.jsonl
+"""
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+from environment import STARTED_AT_COMMIT, cpu_model
+from grids import TWO_CLASS_NET, make_poisoned, restrict_to_classes
+
+from sklearn_backdoor import IncompatibilityClustering
+from sklearn_backdoor.datasets import load_cifar10
+from sklearn_backdoor.metrics import removal_counts
+
+
+def probe(scenario, params, data, seed=100):
+    X, y, _, _ = load_cifar10(data)
+    poisoned, _ = make_poisoned(scenario, X, y, seed)
+    poisoned = restrict_to_classes(poisoned, [poisoned.source, poisoned.target])
+    ispl = IncompatibilityClustering(net=TWO_CLASS_NET, random_state=seed, **params)
+    started = time.perf_counter()
+    ispl.fit(poisoned.X, poisoned.y)
+    seconds = time.perf_counter() - started
+    is_poison = poisoned.is_poison
+    clean = ~is_poison
+    vote = removal_counts(ispl.boosting_mask_, poisoned.poison_indices)
+    final = removal_counts(ispl.mask_, poisoned.poison_indices)
+    return {
+        "scenario": scenario,
+        "params": params,
+        "seconds": round(seconds, 1),
+        "phases": {k: round(v, 1) for k, v in ispl.phase_seconds_.items()},
+        "comp_sizes": [len(c) for c in ispl.components_],
+        "comp_poison": [int(is_poison[c].sum()) for c in ispl.components_],
+        "learner_poison_trust": [
+            round(float((v[is_poison] == poisoned.target).mean()), 3)
+            for v in ispl.votes_
+        ],
+        "learner_clean_acc": [
+            round(float((v[clean] == poisoned.y[clean]).mean()), 3) for v in ispl.votes_
+        ],
+        "vote_fp": int(vote.false_positives),
+        "vote_fn": int(vote.false_negatives),
+        "final_fp": int(final.false_positives),
+        "final_fn": int(final.false_negatives),
+        "comp_seconds": np.round(ispl.component_seconds_, 1).tolist(),
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("scenario")
+    parser.add_argument("params", type=json.loads, help="ISPL+B parameters (JSON)")
+    parser.add_argument("--data", required=True, help="CIFAR-10 folder or zip")
+    parser.add_argument("--out", required=True, help="JSON-lines file to append to")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    record = probe(args.scenario, args.params, args.data)
+    record.update(
+        threads=args.threads, cpu_model=cpu_model(), git_commit=STARTED_AT_COMMIT
+    )
+    print(json.dumps(record))
+    with open(args.out, "a") as file:
+        file.write(json.dumps(record) + "\n")
+
+
+if __name__ == "__main__":
+    main()
