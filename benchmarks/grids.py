@@ -315,7 +315,11 @@ def subsample_poisoned(poisoned, n_train, seed):
     rows, _ = train_test_split(
         np.arange(n), train_size=n_train, stratify=strata, random_state=seed
     )
-    rows = np.sort(rows)
+    return poisoned_rows(poisoned, np.sort(rows))
+
+
+def poisoned_rows(poisoned, rows):
+    """The given rows (in order) of a :class:`PoisonedDataset`."""
     return PoisonedDataset(
         X=poisoned.X[rows],
         y=poisoned.y[rows],
@@ -333,16 +337,7 @@ def restrict_to_classes(poisoned, classes):
     Applied after poisoning, so the poisoned samples are exactly those the
     scenario chose on the whole data set; rows keep their order.
     """
-    rows = np.flatnonzero(np.isin(poisoned.y_true, classes))
-    return PoisonedDataset(
-        X=poisoned.X[rows],
-        y=poisoned.y[rows],
-        poison_indices=np.flatnonzero(poisoned.is_poison[rows]),
-        trigger=poisoned.trigger,
-        source=poisoned.source,
-        target=poisoned.target,
-        y_true=poisoned.y_true[rows],
-    )
+    return poisoned_rows(poisoned, np.flatnonzero(np.isin(poisoned.y_true, classes)))
 
 
 def _one_to_one(X, y, trigger, trigger_name, source, target, fraction, seed):
