@@ -19,14 +19,10 @@ from sklearn.utils._param_validation import Interval, validate_params
 
 from sklearn_backdoor.base import BackdoorWarning
 from sklearn_backdoor.incompatibility import IncompatibilityClustering
-from sklearn_backdoor.poisoning import (
-    Trigger,
-    _check_class,
-    _poison_rows,
-    _rounded_count,
-    _split_total,
-    _validate_attack_inputs,
-)
+from sklearn_backdoor.poisoning.checks import check_class
+from sklearn_backdoor.poisoning.dataset import check_attack_inputs, poison_rows
+from sklearn_backdoor.poisoning.sampling import rounded_count, split_total
+from sklearn_backdoor.poisoning.triggers import Trigger
 
 __all__ = ["adaptive_backdoor", "ispl_partition", "poison_partition"]
 
@@ -166,20 +162,20 @@ def poison_partition(
     >>> [int(np.isin(data.poison_indices, part).sum()) for part in parts]
     [4, 4]
     """
-    X, y = _validate_attack_inputs(X, y, trigger)
+    X, y = check_attack_inputs(X, y, trigger)
     parts = _check_partition(partition, len(y))
     target, source = _check_target_and_source(y, target, source)
     rng = check_random_state(random_state)
     in_source = [part[y[part] == source] for part in parts]
     sizes = np.array([len(members) for members in in_source])
-    counts = _split_total(_rounded_count(poison_fraction, sizes.sum()), sizes)
+    counts = split_total(rounded_count(poison_fraction, sizes.sum()), sizes)
     indices = np.concatenate(
         [
             rng.choice(members, size=count, replace=False)
             for members, count in zip(in_source, counts, strict=True)
         ]
     )
-    return _poison_rows(
+    return poison_rows(
         X,
         y,
         trigger,
@@ -192,8 +188,8 @@ def poison_partition(
 
 def _check_target_and_source(y, target, source):
     classes = [int(c) for c in np.unique(y)]
-    target = _check_class(target, classes, "target")
-    source = _check_class(source, classes, "source")
+    target = check_class(target, classes, "target")
+    source = check_class(source, classes, "source")
     if source == target:
         raise ValueError(f"source must differ from target, got {source}")
     return target, source
@@ -282,7 +278,7 @@ def adaptive_backdoor(
     >>> len(parts), len(data.poison_indices)
     (3, 10)
     """
-    X, y = _validate_attack_inputs(X, y, trigger)
+    X, y = check_attack_inputs(X, y, trigger)
     _check_target_and_source(y, target, source)
     rng = check_random_state(random_state)
     partition = ispl_partition(clustering, X, y, random_state=rng)

@@ -23,17 +23,15 @@ from skorch import NeuralNetClassifier
 from sklearn_backdoor.base import NetworkEstimatorMixin
 from sklearn_backdoor.classifier import NetworkClassifier
 from sklearn_backdoor.inputs import model_input_shape
-from sklearn_backdoor.poisoning import (
-    CompositeTrigger,
-    PatchTrigger,
-    _check_class,
-    _check_image_shape,
-    _check_images,
-    _check_labels,
-    _choose_from_class,
-    _poison_rows,
-    _rounded_count,
+from sklearn_backdoor.poisoning.checks import (
+    check_class,
+    check_image_shape,
+    check_images,
+    check_labels,
 )
+from sklearn_backdoor.poisoning.dataset import poison_rows
+from sklearn_backdoor.poisoning.sampling import choose_from_class, rounded_count
+from sklearn_backdoor.poisoning.triggers import CompositeTrigger, PatchTrigger
 from sklearn_backdoor.training import resolve_device
 
 __all__ = ["clean_label_backdoor", "four_corner_trigger"]
@@ -85,7 +83,7 @@ def four_corner_trigger(image_shape, low=0, high=255):
            [  0, 255,   0,   9,   0, 255,   0],
            [255,   0, 255,   9, 255,   0, 255]], dtype=uint8)
     """
-    height, width, _ = _check_image_shape(image_shape)
+    height, width, _ = check_image_shape(image_shape)
     if height < 2 * PATCH_SIZE or width < 2 * PATCH_SIZE:
         raise ValueError(
             f"image_shape must be at least {2 * PATCH_SIZE}x{2 * PATCH_SIZE} so that "
@@ -258,15 +256,15 @@ default=None
     (8, 8)
     """
     X = _check_clean_label_images(X)
-    y = _check_labels(y, X.shape[0])
+    y = check_labels(y, X.shape[0])
     classes = [int(c) for c in np.unique(y)]
-    target = _check_class(target, classes, "target")
+    target = check_class(target, classes, "target")
     low, high = _value_range(X, value_range)
     eps = DEFAULT_EPS[norm] if eps is None else float(eps)
     step_size = eps * STEP_PER_EPS if step_size is None else float(step_size)
     rng = check_random_state(random_state)
-    count = _rounded_count(poison_fraction, np.sum(y == target))
-    indices = np.sort(_choose_from_class(y, target, count, rng, name="target"))
+    count = rounded_count(poison_fraction, np.sum(y == target))
+    indices = np.sort(choose_from_class(y, target, count, rng, name="target"))
     if reference_model is None:
         reference_model = NetworkClassifier(
             net=net,
@@ -279,7 +277,7 @@ default=None
     delta = reference.attack(x, norm, eps, step_size, steps, batch_size)
     X_perturbed = X.copy()
     X_perturbed[indices] = _add_perturbation(X[indices], delta, norm, eps, low, high)
-    return _poison_rows(
+    return poison_rows(
         X_perturbed,
         y,
         four_corner_trigger(X.shape[1:], low=low, high=high),
@@ -291,7 +289,7 @@ default=None
 
 
 def _check_clean_label_images(X):
-    X = _check_images(X)
+    X = check_images(X)
     if X.dtype != np.uint8 and not np.issubdtype(X.dtype, np.floating):
         raise TypeError(f"X must have dtype uint8 or a float dtype, got {X.dtype}")
     return X
