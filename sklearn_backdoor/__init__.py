@@ -8,10 +8,11 @@ fitting only.
 from sklearn_backdoor.activation_clustering import ActivationClusteringFilter
 from sklearn_backdoor.adaptive import adaptive_backdoor
 from sklearn_backdoor.augmentation import RandomCropFlip
-from sklearn_backdoor.base import BackdoorWarning, BaseSanitizer, SanitizerMixin
+from sklearn_backdoor.base import BaseSanitizer
 from sklearn_backdoor.classifier import NetworkClassifier
 from sklearn_backdoor.clean_label import clean_label_backdoor
 from sklearn_backdoor.compatibility import compatibility_gap, self_expansion_error
+from sklearn_backdoor.contract import BackdoorWarning, SanitizerMixin
 from sklearn_backdoor.incompatibility import IncompatibilityClustering
 from sklearn_backdoor.itlm import ITLMFilter
 from sklearn_backdoor.minimax import NoisyLabelMinimaxTrainer

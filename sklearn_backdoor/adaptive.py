@@ -17,7 +17,7 @@ from sklearn.base import clone
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, validate_params
 
-from sklearn_backdoor.base import BackdoorWarning
+from sklearn_backdoor.contract import BackdoorWarning
 from sklearn_backdoor.incompatibility import IncompatibilityClustering
 from sklearn_backdoor.poisoning.checks import check_class
 from sklearn_backdoor.poisoning.dataset import check_attack_inputs, poison_rows

@@ -28,7 +28,7 @@ from sklearn.datasets import load_digits
 from sklearn.utils import Bunch
 from sklearn.utils._param_validation import Interval, validate_params
 
-from sklearn_backdoor.base import BackdoorWarning
+from sklearn_backdoor.contract import BackdoorWarning
 from sklearn_backdoor.inputs import data_fingerprint
 
 __all__ = [

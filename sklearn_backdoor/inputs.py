@@ -36,7 +36,6 @@ import re
 from contextlib import contextmanager
 
 import numpy as np
-import torch
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, column_or_1d
 
@@ -241,6 +240,10 @@ def to_standardized_tensor(Xf, mean, std, device, *, input_name="X"):
             f"those of the data given to fit, or spread too widely; rescale "
             f"{input_name}"
         )
+    # Imported here: the checks above serve the sanitizer contract
+    # (sklearn_backdoor.contract), which does not depend on torch.
+    import torch
+
     tensor = torch.from_numpy(standardized).to(device)
     if tensor.ndim == 4:
         # Convolutions run fastest channels-last on CUDA and on the CPU
