@@ -19,8 +19,8 @@ from sklearn.utils._param_validation import Interval, validate_params
 
 from sklearn_backdoor.contract import BackdoorWarning
 from sklearn_backdoor.incompatibility import IncompatibilityClustering
-from sklearn_backdoor.poisoning.checks import check_class
-from sklearn_backdoor.poisoning.dataset import check_attack_inputs, poison_rows
+from sklearn_backdoor.poisoning.checks import check_attack_data, check_class
+from sklearn_backdoor.poisoning.dataset import poison_rows
 from sklearn_backdoor.poisoning.sampling import rounded_count, split_total
 from sklearn_backdoor.poisoning.triggers import Trigger
 
@@ -162,7 +162,7 @@ def poison_partition(
     >>> [int(np.isin(data.poison_indices, part).sum()) for part in parts]
     [4, 4]
     """
-    X, y = check_attack_inputs(X, y, trigger)
+    X, y = check_attack_data(X, y)
     parts = _check_partition(partition, len(y))
     target, source = _check_target_and_source(y, target, source)
     rng = check_random_state(random_state)
@@ -278,7 +278,7 @@ def adaptive_backdoor(
     >>> len(parts), len(data.poison_indices)
     (3, 10)
     """
-    X, y = check_attack_inputs(X, y, trigger)
+    X, y = check_attack_data(X, y)
     _check_target_and_source(y, target, source)
     rng = check_random_state(random_state)
     partition = ispl_partition(clustering, X, y, random_state=rng)

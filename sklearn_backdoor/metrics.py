@@ -11,6 +11,9 @@ import numbers
 from typing import NamedTuple
 
 import numpy as np
+from sklearn.utils._param_validation import validate_params
+
+from sklearn_backdoor.constraints import StrictInterval
 
 __all__ = [
     "RemovalCounts",
@@ -89,6 +92,15 @@ def _check_not_empty(values, name):
         raise ValueError(f"{name} must not be empty")
 
 
+@validate_params(
+    {
+        "y_true": ["array-like"],
+        "y_pred_clean": ["array-like"],
+        "y_pred_triggered": ["array-like"],
+        "target": "no_validation",
+    },
+    prefer_skip_nested_validation=True,
+)
 def targeted_misclassification_rate(
     y_true, y_pred_clean, y_pred_triggered, target=None
 ):
@@ -150,6 +162,14 @@ def targeted_misclassification_rate(
     return float(np.mean((y_pred_clean == y_true) & fooled))
 
 
+@validate_params(
+    {
+        "y_pred_triggered": ["array-like"],
+        "target": "no_validation",
+        "y_true": ["array-like", None],
+    },
+    prefer_skip_nested_validation=True,
+)
 def attack_success_rate(y_pred_triggered, target, y_true=None):
     """Fraction of triggered predictions equal to ``target``.
 
@@ -200,6 +220,10 @@ def _accuracy(y_true, y_pred, pred_name):
     return float(np.mean(y_true == y_pred))
 
 
+@validate_params(
+    {"y_true": ["array-like"], "y_pred": ["array-like"]},
+    prefer_skip_nested_validation=True,
+)
 def clean_accuracy(y_true, y_pred):
     """Accuracy on clean images.
 
@@ -223,6 +247,10 @@ def clean_accuracy(y_true, y_pred):
     return _accuracy(y_true, y_pred, "y_pred")
 
 
+@validate_params(
+    {"y_true": ["array-like"], "y_pred_triggered": ["array-like"]},
+    prefer_skip_nested_validation=True,
+)
 def poison_accuracy(y_true, y_pred_triggered):
     """Accuracy on triggered images against their true labels.
 
@@ -289,6 +317,10 @@ def _poison_mask(poison_indices, n_samples):
     return mask
 
 
+@validate_params(
+    {"mask": ["array-like"], "poison_indices": ["array-like"]},
+    prefer_skip_nested_validation=True,
+)
 def removal_counts(mask, poison_indices):
     """Count the clean and poisoned samples a defence kept and removed.
 
@@ -329,6 +361,13 @@ true_negatives=1, n_removed=2, n_kept=2)
     )
 
 
+@validate_params(
+    {
+        "values": ["array-like"],
+        "n_last": [StrictInterval(numbers.Integral, 1, None, closed="left")],
+    },
+    prefer_skip_nested_validation=True,
+)
 def mean_of_last_epochs(values, n_last=10):
     """Mean of the last ``n_last`` per-epoch values.
 
@@ -349,10 +388,6 @@ def mean_of_last_epochs(values, n_last=10):
     >>> mean_of_last_epochs([0.0, 0.25, 0.5, 0.75], n_last=2)
     0.625
     """
-    if isinstance(n_last, bool) or not isinstance(n_last, numbers.Integral):
-        raise TypeError(f"n_last must be an int, got {n_last!r}")
-    if n_last < 1:
-        raise ValueError(f"n_last must be at least 1, got {n_last}")
     values = np.asarray(values, dtype=float)
     if values.ndim not in (1, 2):
         raise ValueError(f"values must be a 1-d or 2-d array, got shape {values.shape}")

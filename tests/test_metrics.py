@@ -213,7 +213,11 @@ def test_mean_of_last_epochs_matches_loop(values, n_last):
 
 
 def test_mean_of_last_epochs_validates():
-    with pytest.raises(ValueError, match="n_last must be at least 1, got 0"):
+    with pytest.raises(
+        ValueError, match=r"'n_last' parameter .* int in the range \[1, inf\). Got 0 "
+    ):
         mean_of_last_epochs([1.0], n_last=0)
-    with pytest.raises(TypeError, match="n_last must be an int"):
+    with pytest.raises(
+        TypeError, match="'n_last' parameter of mean_of_last_epochs must be an int"
+    ):
         mean_of_last_epochs([1.0], n_last=1.5)

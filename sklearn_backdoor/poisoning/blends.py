@@ -1,16 +1,25 @@
 """Blended triggers: paper 002's Gaussian-noise blend and paper 001's
 WATERMARK pictures (8x8, RGB in [0, 1] plus an alpha mask)."""
 
+from numbers import Real
+
 import numpy as np
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import StrOptions, validate_params
 
+from sklearn_backdoor.constraints import StrictInterval
 from sklearn_backdoor.poisoning.checks import check_image_shape
 from sklearn_backdoor.poisoning.triggers import BlendTrigger
 
 WATERMARK_NAMES = ("peace", "letter_a", "bullet_holes", "colorful_patch")
 WATERMARK_SIZE = 8
+OPACITY = StrictInterval(Real, 0, 1, closed="both")
 
 
+@validate_params(
+    {"alpha": [OPACITY], "random_state": ["random_state"]},
+    prefer_skip_nested_validation=True,
+)
 def noise_blend_trigger(image_shape, alpha=0.1, random_state=0, value_range=(0, 255)):
     """Return a fixed Gaussian-noise image blended over the whole image.
 
@@ -52,9 +61,6 @@ def noise_blend_trigger(image_shape, alpha=0.1, random_state=0, value_range=(0, 
     return BlendTrigger(
         pattern=pattern, alpha=alpha, anchor=(0, 0), value_range=value_range
     )
-
-
-WATERMARK_SIZE = 8
 
 
 def _centred_grid():
@@ -121,6 +127,10 @@ _WATERMARK_DRAWERS = {
 }
 
 
+@validate_params(
+    {"name": [StrOptions(set(WATERMARK_NAMES))], "opacity": [OPACITY]},
+    prefer_skip_nested_validation=True,
+)
 def watermark_trigger(name, opacity=0.8, value_range=None):
     """Return an 8x8 watermark picture blended into the upper-left corner.
 
@@ -157,8 +167,6 @@ def watermark_trigger(name, opacity=0.8, value_range=None):
     >>> int(X_new[0, 7, 7, 0])
     204
     """
-    if name not in _WATERMARK_DRAWERS:
-        raise ValueError(f"name must be one of {WATERMARK_NAMES}, got {name!r}")
     colour, mask = _WATERMARK_DRAWERS[name]()
     return BlendTrigger(
         pattern=colour, alpha=opacity, mask=mask, anchor=(0, 0), value_range=value_range

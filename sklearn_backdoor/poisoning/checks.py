@@ -59,6 +59,12 @@ def check_labels(y, n_samples=None, name="y"):
     return y
 
 
+def check_attack_data(X, y):
+    """Checked ``(X, y)`` of an attack: 4-d images and one integer label each."""
+    X = check_images(X)
+    return X, check_labels(y, X.shape[0])
+
+
 def check_classes(classes, name="y"):
     """An attack needs a second class to relabel samples to."""
     if len(classes) < 2:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sklearn_backdoor.poisoning.checks import check_images, check_labels, in_layout
+from sklearn_backdoor.poisoning.checks import in_layout
 from sklearn_backdoor.poisoning.triggers import Trigger
 
 
@@ -82,15 +82,6 @@ def poison_rows(X, y, trigger, indices, new_labels, *, source, target):
         target=target,
         y_true=y.copy(),
     )
-
-
-def check_attack_inputs(X, y, trigger):
-    """Checked ``(X, y)`` of an attack: 4-d images and one integer label each."""
-    X = check_images(X)
-    y = check_labels(y, X.shape[0])
-    if not isinstance(trigger, Trigger):
-        raise TypeError(f"trigger must be a Trigger, got {trigger!r}")
-    return X, y
 
 
 def poisoned_in_layout(poisoned, grey):

@@ -4,28 +4,30 @@ The one-to-one, all-to-one and all-to-all backdoors of paper 001 (App. B,
 after Gu et al. 2017) and the systematic label flip of paper 002.
 """
 
+from numbers import Integral, Real
+
 import numpy as np
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import StrOptions, validate_params
 
+from sklearn_backdoor.constraints import StrictInterval
 from sklearn_backdoor.poisoning.checks import (
+    check_attack_data,
     check_class,
     check_classes,
-    check_fraction,
     check_labels,
     image_batch,
 )
-from sklearn_backdoor.poisoning.dataset import (
-    check_attack_inputs,
-    poison_rows,
-    poisoned_in_layout,
-)
+from sklearn_backdoor.poisoning.dataset import poison_rows, poisoned_in_layout
 from sklearn_backdoor.poisoning.sampling import (
     choose_from_class,
     rounded_count,
     split_total,
 )
+from sklearn_backdoor.poisoning.triggers import Trigger
 
 ATTACK_MODES = ("one-to-one", "all-to-one", "all-to-all")
+FRACTION = StrictInterval(Real, 0, 1, closed="right")
 
 
 def _one_to_one(X, y, trigger, target, source, poison_fraction, rng, classes):
@@ -82,6 +84,26 @@ def _all_to_all(X, y, trigger, target, source, poison_fraction, rng, classes):
     )
 
 
+_ATTACKS = {
+    "one-to-one": _one_to_one,
+    "all-to-one": _all_to_one,
+    "all-to-all": _all_to_all,
+}
+
+
+@validate_params(
+    {
+        "X": ["array-like"],
+        "y": ["array-like"],
+        "trigger": [Trigger],
+        "target": [Integral, None],
+        "source": [Integral, None],
+        "poison_fraction": [FRACTION],
+        "mode": [StrOptions(set(ATTACK_MODES))],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def dirty_label_backdoor(
     X,
     y,
@@ -147,26 +169,26 @@ def dirty_label_backdoor(
     (3, {0})
     """
     X, grey = image_batch(X)
-    X, y = check_attack_inputs(X, y, trigger)
-    poison_fraction = check_fraction(poison_fraction)
-    attacks = {
-        "one-to-one": _one_to_one,
-        "all-to-one": _all_to_one,
-        "all-to-all": _all_to_all,
-    }
-    if mode not in attacks:
-        raise ValueError(f"mode must be one of {ATTACK_MODES}, got {mode!r}")
+    X, y = check_attack_data(X, y)
     classes = [int(c) for c in np.unique(y)]
     check_classes(classes)
     if mode != "all-to-all":
         target = check_class(target, classes, "target")
     rng = check_random_state(random_state)
-    poisoned = attacks[mode](
-        X, y, trigger, target, source, poison_fraction, rng, classes
+    poisoned = _ATTACKS[mode](
+        X, y, trigger, target, source, float(poison_fraction), rng, classes
     )
     return poisoned_in_layout(poisoned, grey)
 
 
+@validate_params(
+    {
+        "y": ["array-like"],
+        "poison_fraction": [FRACTION],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def systematic_label_flip(y, poison_fraction, random_state=None):
     """Relabel a fraction of every class to the next class.
 
@@ -200,7 +222,7 @@ def systematic_label_flip(y, poison_fraction, random_state=None):
     (array([1, 2, 0]), array([0, 1, 2]))
     """
     y = check_labels(y)
-    poison_fraction = check_fraction(poison_fraction)
+    poison_fraction = float(poison_fraction)
     classes = [int(c) for c in np.unique(y)]
     check_classes(classes)
     rng = check_random_state(random_state)
@@ -211,6 +233,16 @@ def systematic_label_flip(y, poison_fraction, random_state=None):
     return y_new, indices[order].astype(np.int64)
 
 
+@validate_params(
+    {
+        "X": ["array-like"],
+        "y": ["array-like"],
+        "trigger": [Trigger],
+        "poison_fraction": [FRACTION],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def label_flip_backdoor(X, y, trigger, *, poison_fraction, random_state=None):
     """Poison with a systematic label flip plus a trigger.
 

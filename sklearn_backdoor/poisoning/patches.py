@@ -1,6 +1,8 @@
 """Patch triggers: the pixel, X and L shapes of paper 001 and the
 checkerboard of paper 002."""
 
+from sklearn.utils._param_validation import StrOptions, validate_params
+
 from sklearn_backdoor.poisoning.checks import check_image_shape, check_position
 from sklearn_backdoor.poisoning.triggers import CompositeTrigger, PatchTrigger
 
@@ -98,6 +100,10 @@ _TRIGGER_FACTORIES = {
 }
 
 
+@validate_params(
+    {"method": [StrOptions(set(TRIGGER_METHODS))]},
+    prefer_skip_nested_validation=True,
+)
 def make_trigger(method, position, color):
     """Return the patch trigger named ``method``.
 
@@ -121,8 +127,6 @@ def make_trigger(method, position, color):
     >>> make_trigger("ell", (3, 4), (255, 0, 0)).pixels
     ((3, 4), (4, 4), (3, 5))
     """
-    if method not in _TRIGGER_FACTORIES:
-        raise ValueError(f"method must be one of {TRIGGER_METHODS}, got {method!r}")
     return _TRIGGER_FACTORIES[method](position, color)
 
 

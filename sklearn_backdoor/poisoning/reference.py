@@ -2,15 +2,18 @@
 reproduced draw for draw."""
 
 from dataclasses import dataclass
+from numbers import Integral
 
 import numpy as np
+from sklearn.utils._param_validation import StrOptions, validate_params
 
-from sklearn_backdoor.poisoning.checks import check_fraction, check_int, image_batch
-from sklearn_backdoor.poisoning.dataset import (
-    check_attack_inputs,
-    poison_rows,
-    poisoned_in_layout,
+from sklearn_backdoor.constraints import StrictInterval
+from sklearn_backdoor.poisoning.checks import (
+    check_attack_data,
+    check_fraction,
+    image_batch,
 )
+from sklearn_backdoor.poisoning.dataset import poison_rows, poisoned_in_layout
 from sklearn_backdoor.poisoning.patches import TRIGGER_METHODS, make_trigger
 
 # Pairs and fractions of the authors' generator (data/cifar10_backdoor.py of
@@ -101,7 +104,7 @@ class BackdoorScenario:
             source class truncates to no sample.
         """
         X, grey = image_batch(X)
-        X, y = check_attack_inputs(X, y, self.trigger())
+        X, y = check_attack_data(X, y)
         if self.source == self.target:
             raise ValueError(f"source must differ from target, got {self.source}")
         candidates = np.flatnonzero(y == self.source)
@@ -140,6 +143,13 @@ def _draw_reference_trigger(rng):
     return method, tuple(int(p) for p in position), tuple(int(c) for c in color)
 
 
+@validate_params(
+    {
+        "seed": [StrictInterval(Integral, 0, 2**32 - 1, closed="both")],
+        "order": [StrOptions({"pair", "fraction"})],
+    },
+    prefer_skip_nested_validation=True,
+)
 def reference_scenarios(seed=100, poison_fractions=REFERENCE_FRACTIONS, order="pair"):
     """Regenerate the backdoor scenarios of the reference CIFAR-10 benchmark.
 
@@ -181,14 +191,10 @@ def reference_scenarios(seed=100, poison_fractions=REFERENCE_FRACTIONS, order="p
     >>> reference_scenarios(100, order="fraction")[1].name
     '1-to-3-pixel-0.05-seed100'
     """
-    seed = check_int(seed, "seed")
-    if not 0 <= seed < 2**32:
-        raise ValueError(f"seed must be in [0, 2**32), got {seed}")
+    seed = int(seed)
     fractions = tuple(check_fraction(f) for f in poison_fractions)
     if not fractions:
         raise ValueError("poison_fractions must not be empty")
-    if order not in ("pair", "fraction"):
-        raise ValueError(f"order must be 'pair' or 'fraction', got {order!r}")
     # The reference calls np.random.seed(seed); a local RandomState has the
     # same stream.
     rng = np.random.RandomState(seed)

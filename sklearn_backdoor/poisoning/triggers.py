@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import numpy as np
+from sklearn.utils._param_validation import HasMethods, validate_params
 
 from sklearn_backdoor.poisoning.checks import check_position, image_batch, in_layout
 
@@ -292,6 +293,10 @@ class BlendTrigger(Trigger):
         return in_layout(X_new, grey)
 
 
+@validate_params(
+    {"trigger": [HasMethods(["apply"])]},
+    prefer_skip_nested_validation=True,
+)
 def apply_trigger(X, trigger):
     """Return a triggered copy of the images ``X``.
 
@@ -315,6 +320,4 @@ def apply_trigger(X, trigger):
     array([[0., 0.],
            [1., 0.]])
     """
-    if not hasattr(trigger, "apply"):
-        raise TypeError(f"trigger must have an apply method, got {trigger!r}")
     return trigger.apply(X)
