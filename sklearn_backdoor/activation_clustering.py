@@ -19,6 +19,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from tqdm.auto import tqdm
 
 from sklearn_backdoor.base import BaseSanitizer, NetworkEstimatorMixin
+from sklearn_backdoor.docstrings import fill_doc
 from sklearn_backdoor.representations import RepresentationFilterMixin
 from sklearn_backdoor.training import predict_logits, train_net
 
@@ -32,6 +33,7 @@ KMEANS_N_INIT = 10
 SILHOUETTE_MAX_SAMPLES = 10_000
 
 
+@fill_doc
 class ActivationClusteringFilter(RepresentationFilterMixin, BaseSanitizer):
     """Remove backdoor poison by activation clustering (Chen et al., 2018).
 
@@ -45,10 +47,7 @@ class ActivationClusteringFilter(RepresentationFilterMixin, BaseSanitizer):
 
     Parameters
     ----------
-    net : None, str or skorch.NeuralNetClassifier, default=None
-        The network to train. None picks one from the input shape (the fast
-        CNN for images of at least 16 px, an MLP otherwise); a preset name
-        builds that network with its optimiser; a skorch net is cloned.
+    {{net}}
     n_dims : int, default=10
         Dimensions the representations of a class are reduced to (ART and
         Chen et al.: 10). Representations with at most ``n_dims`` values are
@@ -97,8 +96,7 @@ default="relative-size"
         happens much earlier, so the default is faster.
     random_state : int, RandomState instance or None, default=None
         Seeds the networks, the reductions and the k-means initialisations.
-    device : str, default="auto"
-        ``"auto"`` uses CUDA when available.
+    {{device}}
     verbose : int, default=0
         Show a tqdm progress bar over the classes when positive.
 
@@ -139,12 +137,7 @@ default="relative-size"
         Wall-clock seconds of ``"training"``, ``"representations"``,
         ``"clustering"`` and, when it runs, ``"reclassification"``, device
         work included.
-    classes_ : ndarray
-        Class labels seen in ``fit``.
-    n_features_in_ : int
-        Number of values per sample (pixels times channels for images).
-    device_ : str
-        The device the networks were trained on.
+    {{network_attributes}}
 
     Notes
     -----

@@ -17,23 +17,24 @@ from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import LRScheduler
 
 from sklearn_backdoor.base import NetworkEstimatorMixin
+from sklearn_backdoor.docstrings import fill_doc
 from sklearn_backdoor.training import train_net
 
 
+@fill_doc
 class NetworkClassifier(NetworkEstimatorMixin, ClassifierMixin, BaseEstimator):
     """Train one network (a preset or a skorch net) as a classifier.
 
     Parameters
     ----------
-    net : None, str or skorch.NeuralNetClassifier, default=None
-        As for the sanitizers: None picks a preset from the input shape.
+    {{net}}
     epochs : int, default=40
         Training epochs. The papers train their final models for 100-200
         epochs with step decays; the fast network needs far fewer.
     lr_schedule : {"cosine", "constant"}, default="cosine"
         ``"cosine"`` anneals the learning rate to zero over ``epochs``.
     random_state : int, RandomState instance or None, default=None
-    device : str, default="auto"
+    {{device}}
     verbose : int, default=0
         Print skorch's per-epoch log when positive.
 
@@ -41,12 +42,7 @@ class NetworkClassifier(NetworkEstimatorMixin, ClassifierMixin, BaseEstimator):
     ----------
     net_ : skorch.NeuralNetClassifier
         The trained network.
-    classes_, n_features_in_, input_shape_, input_mean_, input_std_, device_
-        As for the sanitizers.
-    input_dtype_, input_range_
-        The training data's dtype and its value range per channel or
-        feature (see :class:`~sklearn_backdoor.base.NetworkEstimatorMixin`):
-        ``predict`` refuses data in other units (:mod:`sklearn_backdoor.inputs`).
+    {{network_attributes}}
 
     Notes
     -----

@@ -20,6 +20,7 @@ from sklearn_backdoor.base import (
     NetworkEstimatorMixin,
     nonfinite_as_worst,
 )
+from sklearn_backdoor.docstrings import fill_doc
 from sklearn_backdoor.training import (
     per_sample_loss,
     predict_logits,
@@ -32,6 +33,7 @@ KEEP_FRACTION_SLOPE = 0.4
 MIN_KEPT = 2
 
 
+@fill_doc
 class ITLMFilter(BaseSanitizer):
     """Remove backdoor poison by iterative trimmed loss minimization.
 
@@ -43,11 +45,8 @@ class ITLMFilter(BaseSanitizer):
 
     Parameters
     ----------
-    net : None, str or skorch.NeuralNetClassifier, default=None
-        The network trained every round. None picks one from the input shape
-        (the fast CNN for images of at least 16 px, an MLP otherwise); a
-        preset name builds that network with its optimiser; a skorch net is
-        cloned for every round.
+    {{net}}
+        A fresh one is trained every round.
     expected_poison_fraction : float, default=0.1
         Expected fraction epsilon of poison; sets ``keep_fraction`` when that
         is None.
@@ -65,8 +64,7 @@ class ITLMFilter(BaseSanitizer):
         largest early in training, before the poison is memorised.
     random_state : int, RandomState instance or None, default=None
         Seeds every network, its batch order and augmentation.
-    device : str, default="auto"
-        ``"auto"`` uses CUDA when available.
+    {{device}}
     verbose : int, default=0
         Show a tqdm progress bar over the rounds when positive.
 
@@ -89,12 +87,7 @@ class ITLMFilter(BaseSanitizer):
     phase_seconds_ : dict
         Wall-clock seconds of ``"training"`` and ``"loss_passes"``, summed
         over the rounds, device work included.
-    classes_ : ndarray
-        Class labels seen in ``fit``.
-    n_features_in_ : int
-        Number of values per sample (pixels times channels for images).
-    device_ : str
-        The device the networks were trained on.
+    {{network_attributes}}
 
     Notes
     -----

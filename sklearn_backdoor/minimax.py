@@ -33,6 +33,7 @@ from skorch.callbacks import Callback
 from tqdm.auto import tqdm
 
 from sklearn_backdoor.base import BaseSanitizer, NetworkEstimatorMixin
+from sklearn_backdoor.docstrings import fill_doc
 from sklearn_backdoor.inputs import to_float_channels_first
 from sklearn_backdoor.metrics import mean_of_last_epochs
 from sklearn_backdoor.noisy_label import (
@@ -254,6 +255,7 @@ class EpochProgress(Callback):
 # ---------------------------------------------------------------------------
 
 
+@fill_doc
 class NoisyLabelMinimaxTrainer(ClassifierMixin, BaseSanitizer):
     """Train a classifier robust to backdoors: noisy-label learning plus a
     shared-perturbation adversarial step (paper 002, Algorithm 1).
@@ -267,13 +269,11 @@ class NoisyLabelMinimaxTrainer(ClassifierMixin, BaseSanitizer):
 
     Parameters
     ----------
-    net : None, str or skorch.NeuralNetClassifier, default=None
-        The network. None picks one from the input shape (an MLP on the
-        flattened pixels for images under 16 px and for flat features, the
-        fast CNN otherwise); ``"resnet32"`` is the paper's network. A skorch
-        net is cloned; its optimiser settings are replaced by ``optimizer``,
-        ``lr``, ``weight_decay`` and ``batch_size`` where those are not None.
-        The loss is always cross-entropy (the net's ``criterion`` is unused).
+    {{net}}
+        ``"resnet32"`` is the paper's network. The optimiser settings of a
+        skorch net are replaced by ``optimizer``, ``lr``, ``weight_decay`` and
+        ``batch_size`` where those are not None. The loss is always
+        cross-entropy (the net's ``criterion`` is unused).
     strategy : {"prl", "spl", "bootstrap", "none"} or NoisyLabelStrategy, \
 default="prl"
         The noisy-label algorithm ``A``: :class:`PRL`, :class:`SPL`,
@@ -313,8 +313,7 @@ default="prl"
         reports the mean of the last 10 epochs). Capped at ``epochs``.
     random_state : int, RandomState instance or None, default=None
         Seeds the network's initialisation, batch order and augmentation.
-    device : str, default="auto"
-        ``"auto"`` uses CUDA when available.
+    {{device}}
     verbose : int, default=0
         Show a tqdm bar over the epochs when positive.
 
@@ -348,28 +347,11 @@ default="prl"
     clean_accuracy_, poison_accuracy_ : float
         Mean of the last ``n_last_epochs`` values of the history (only with
         ``eval_set``; ``poison_accuracy_`` only with triggered images).
-    classes_ : ndarray
-        Class labels seen in ``fit``.
-    n_features_in_ : int
-        Number of values per sample (pixels times channels for images).
-    input_shape_ : tuple of int
-        Per-sample shape as the network sees it.
-    input_mean_, input_std_ : ndarray
-        Standardisation statistics of the training data, per channel (images)
-        or feature; new data is standardised with them.
     input_lower_, input_upper_ : ndarray
         The valid input range in standardised units: ``[0, 1]`` pixels for
         uint8 data and for data within ``[0, 1]``, else the per-channel
         minimum and maximum of the training data.
-    input_dtype_ : numpy dtype
-        The dtype of the training data. Data given to ``predict`` must be
-        uint8 exactly when this is: only uint8 is scaled (0-255 to [0, 1]).
-    input_range_ : ndarray of shape (2, n_channels or n_features)
-        Minimum and maximum of the training data per channel or feature,
-        after that scaling; images given to ``predict`` far outside it are
-        refused as being in other units (see :mod:`sklearn_backdoor.inputs`).
-    device_ : str
-        The device the network was trained on.
+    {{network_attributes}}
 
     Notes
     -----

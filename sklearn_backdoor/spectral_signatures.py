@@ -21,11 +21,13 @@ from sklearn_backdoor.base import (
     NetworkEstimatorMixin,
     nonfinite_as_worst,
 )
+from sklearn_backdoor.docstrings import fill_doc
 from sklearn_backdoor.representations import RepresentationFilterMixin
 
 MAX_REMOVAL_FRACTION = 0.5
 
 
+@fill_doc
 class SpectralSignatureFilter(RepresentationFilterMixin, BaseSanitizer):
     """Remove backdoor poison by spectral signatures (Tran et al., 2018).
 
@@ -38,11 +40,7 @@ class SpectralSignatureFilter(RepresentationFilterMixin, BaseSanitizer):
 
     Parameters
     ----------
-    net : None, str or skorch.NeuralNetClassifier, default=None
-        The network to train. None picks one from the input shape (the fast
-        CNN for images of at least 16 px, an MLP otherwise); a preset name
-        (``"preact_resnet18"``, ``"resnet32"``, ``"fast"``, ``"mlp"``) builds
-        that network with its optimiser; a skorch net is cloned.
+    {{net}}
     expected_poison_fraction : float, default=0.1
         An upper bound on the fraction of a class that is poison (Tran et
         al.'s epsilon). 0.1 is the middle of the 5-20% range of paper 001.
@@ -64,8 +62,7 @@ class SpectralSignatureFilter(RepresentationFilterMixin, BaseSanitizer):
         faster fit.
     random_state : int, RandomState instance or None, default=None
         Seeds the network's initialisation, batch order and augmentation.
-    device : str, default="auto"
-        ``"auto"`` uses CUDA when available.
+    {{device}}
     verbose : int, default=0
         Show a tqdm progress bar over the classes when positive.
 
@@ -94,12 +91,7 @@ class SpectralSignatureFilter(RepresentationFilterMixin, BaseSanitizer):
     phase_seconds_ : dict
         Wall-clock seconds of ``"training"``, ``"representations"`` and
         ``"scoring"``, device work included.
-    classes_ : ndarray
-        Class labels seen in ``fit``.
-    n_features_in_ : int
-        Number of values per sample (pixels times channels for images).
-    device_ : str
-        The device the network was trained on.
+    {{network_attributes}}
 
     Notes
     -----
