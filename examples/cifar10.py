@@ -1,4 +1,5 @@
-"""ISPL+B on a reference CIFAR-10 dirty-label scenario.
+"""ISPL+B on a reference CIFAR-10 dirty-label scenario
+===================================================
 
 Loads CIFAR-10 (a ``cifar-10-batches-py`` folder, an image folder or a zip
 such as ``cifar10-jpg.zip``), poisons it with one of the 24 scenarios of the
@@ -43,7 +44,7 @@ FINAL_EPOCHS = {"fast": 40, "preact_resnet18": 200, "resnet32": 200}
 
 
 def parse_arguments():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", help="CIFAR-10 folder or zip")
     parser.add_argument("--scenario", type=int, default=0, help="pair index 0-7")
     parser.add_argument("--seed", type=int, default=100, choices=(100, 1000, 10000))

@@ -1,4 +1,5 @@
-"""Redraw Fig. 2 of paper 001: poisoned data is incompatible with clean data.
+"""Redraw Fig. 2 of paper 001: poisoned data is incompatible with clean data
+=========================================================================
 
 For one scenario, ``C`` is a random eighth of each class of the clean
 training set and ``P`` the poisoned versions of the other images of the
@@ -49,7 +50,7 @@ PANELS = (
 
 
 def parse_arguments():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--data", default=None, help="CIFAR-10 folder or zip (default: digits)"
     )
