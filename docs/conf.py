@@ -1,0 +1,124 @@
+"""Sphinx configuration of the sklearn_backdoor documentation.
+
+Build it from the repository root with::
+
+    python -m sphinx -W --keep-going -b html docs docs/_build/html
+"""
+
+import contextlib
+import importlib
+import io
+import os
+import re
+import sys
+from pathlib import Path
+from unittest import mock
+
+from sphinx.util import logging
+
+import sklearn_backdoor
+from sklearn_backdoor.cli import build_parser
+
+logger = logging.getLogger(__name__)
+DOCS = Path(__file__).resolve().parent
+sys.path.insert(0, str(DOCS / "sphinxext"))
+
+project = "sklearn_backdoor"
+copyright = "the sklearn_backdoor developers"
+release = sklearn_backdoor.__version__
+version = release
+
+extensions = [
+    "myst_parser",
+    "numpydoc",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.mathjax",
+    "sphinx_gallery.gen_gallery",
+]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+templates_path = ["_templates"]
+exclude_patterns = ["_build", "_generated/*.txt"]
+html_theme = "pydata_sphinx_theme"
+html_title = f"sklearn_backdoor {release}"
+html_theme_options = {"show_toc_level": 2}
+
+autosummary_generate = True
+autodoc_default_options = {"members": True, "inherited-members": True}
+autodoc_typehints = "none"
+numpydoc_show_class_members = False
+numpydoc_validation_checks = set()
+myst_heading_anchors = 3
+
+sphinx_gallery_conf = {
+    "examples_dirs": "../examples",
+    "gallery_dirs": "auto_examples",
+    "doc_module": ("sklearn_backdoor",),
+    "backreferences_dir": "generated/backreferences",
+    # cifar10.py and compatibility_figure.py need CIFAR-10 or minutes of
+    # compute: they are shown, not run.
+    "filename_pattern": r"/(quickstart|pipeline_grid_search|html_report)\.py$",
+    "download_all_examples": False,
+    "within_subsection_order": "gallery_order.ExampleOrder",
+}
+
+# ``--help`` of the command line, regenerated at every build so that the CLI
+# page cannot drift from the code.
+CLI_COMMANDS = ("", "scan", "poison", "report")
+
+
+def write_cli_help(folder):
+    """Write ``sklearn-backdoor [COMMAND] --help`` to ``folder/cli-*.txt``."""
+    folder.mkdir(exist_ok=True)
+    for command in CLI_COMMANDS:
+        output = io.StringIO()
+        with (
+            mock.patch.dict(os.environ, {"COLUMNS": "88"}),
+            contextlib.redirect_stdout(output),
+            contextlib.suppress(SystemExit),
+        ):
+            build_parser().parse_args([command, "--help"] if command else ["--help"])
+        name = f"cli-{command or 'main'}.txt"
+        (folder / name).write_text(output.getvalue(), encoding="utf-8")
+
+
+write_cli_help(DOCS / "_generated")
+
+
+def skip_foreign_member(app, what, name, obj, skip, options):
+    """Document only the members that this package defines.
+
+    Inherited members of scikit-learn and skorch classes (``get_params``,
+    ``set_fit_request``, ...) are documented there, and their docstrings refer
+    to those projects' own pages.
+    """
+    module = getattr(getattr(obj, "fget", obj), "__module__", None) or ""
+    if module and not module.startswith("sklearn_backdoor"):
+        return True
+    return skip
+
+
+def api_entries(text):
+    """The ``(module, name)`` pairs that the autosummary tables of ``text`` list."""
+    entries, module = set(), None
+    for line in text.splitlines():
+        if found := re.fullmatch(r"\.\. currentmodule:: ([\w.]+)", line):
+            module = found[1]
+        elif found := re.fullmatch(r" {3}(\w+)", line):
+            entries.add((module, found[1]))
+    return entries
+
+
+def check_api_covers_all(app):
+    """Warn about each name in a documented module's ``__all__`` not in api.rst."""
+    entries = api_entries((DOCS / "api.rst").read_text(encoding="utf-8"))
+    for module_name in sorted({module for module, _ in entries}):
+        listed = {name for module, name in entries if module == module_name}
+        missing = set(importlib.import_module(module_name).__all__) - listed
+        for name in sorted(missing):
+            logger.warning(f"api.rst does not list {module_name}.{name}")
+
+
+def setup(app):
+    app.connect("builder-inited", check_api_covers_all)
+    app.connect("autodoc-skip-member", skip_foreign_member)
