@@ -18,21 +18,25 @@ import time
 import numpy as np
 import torch
 from environment import STARTED_AT_COMMIT, cpu_model
-from grids import TWO_CLASS_NET, make_poisoned, restrict_to_classes
+from grids import TWO_CLASS_NET, make_poisoned
+from run import two_class_split
 
 from sklearn_backdoor import IncompatibilityClustering
 from sklearn_backdoor.datasets import load_cifar10
 from sklearn_backdoor.metrics import removal_counts
+from sklearn_backdoor.training import predict_logits
 
 
-def probe(scenario, params, data, seed=100):
-    X, y, _, _ = load_cifar10(data)
+def probe(scenario, params, data, seed=100, save=None):
+    X, y, X_test, y_test = load_cifar10(data)
     poisoned, _ = make_poisoned(scenario, X, y, seed)
-    poisoned = restrict_to_classes(poisoned, [poisoned.source, poisoned.target])
+    poisoned, X_test, y_test = two_class_split(poisoned, X_test, y_test)
     ispl = IncompatibilityClustering(net=TWO_CLASS_NET, random_state=seed, **params)
     started = time.perf_counter()
     ispl.fit(poisoned.X, poisoned.y)
     seconds = time.perf_counter() - started
+    if save:
+        save_learners(save, ispl, poisoned, X_test, y_test)
     is_poison = poisoned.is_poison
     clean = ~is_poison
     vote = removal_counts(ispl.boosting_mask_, poisoned.poison_indices)
@@ -59,6 +63,42 @@ def probe(scenario, params, data, seed=100):
     }
 
 
+def learner_logits(ispl, X):
+    """Each weak learner's logits on raw images ``X`` (unaugmented)."""
+    X_t = ispl._new_data_tensor(X)
+    return np.stack(
+        [predict_logits(net, X_t).cpu().numpy() for net in ispl.weak_learners_]
+    )
+
+
+def save_learners(path, ispl, poisoned, X_test, y_test):
+    """Everything needed to replay the vote offline: core sets, each weak
+    learner's logits on the training and test images (clean and triggered),
+    the labels and which samples are poisoned."""
+    attacked = y_test == poisoned.source
+    component_of = np.full((ispl.n_bags, len(poisoned.y)), -1)
+    for index, (core, bag) in enumerate(
+        zip(ispl.components_, ispl.component_bags_, strict=True)
+    ):
+        component_of[bag, core] = index
+    np.savez_compressed(
+        path,
+        y=poisoned.y,
+        y_true=poisoned.y_true,
+        is_poison=poisoned.is_poison,
+        component_of=component_of,
+        component_bags=ispl.component_bags_,
+        classes=ispl.classes_,
+        train_logits=learner_logits(ispl, poisoned.X),
+        test_logits=learner_logits(ispl, X_test),
+        triggered_test_logits=learner_logits(
+            ispl, poisoned.trigger.apply(X_test[attacked])
+        ),
+        y_test=y_test,
+        boosting_mask=ispl.boosting_mask_,
+    )
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("scenario")
@@ -66,9 +106,12 @@ def main(argv=None):
     parser.add_argument("--data", required=True, help="CIFAR-10 folder or zip")
     parser.add_argument("--out", required=True, help="JSON-lines file to append to")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--save", default=None, help=".npz for the core sets and learners' logits"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    record = probe(args.scenario, args.params, args.data)
+    record = probe(args.scenario, args.params, args.data, save=args.save)
     record.update(
         threads=args.threads, cpu_model=cpu_model(), git_commit=STARTED_AT_COMMIT
     )
