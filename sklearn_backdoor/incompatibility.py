@@ -25,6 +25,7 @@ from sklearn_backdoor.base import (
     NetworkEstimatorMixin,
     nonfinite_as_worst,
 )
+from sklearn_backdoor.docstrings import fill_doc
 from sklearn_backdoor.training import (
     Stopwatch,
     per_sample_loss,
@@ -35,6 +36,7 @@ from sklearn_backdoor.training import (
 )
 
 
+@fill_doc
 class IncompatibilityClustering(BaseSanitizer):
     """Remove backdoor poison by incompatibility clustering (ISPL + boosting).
 
@@ -47,13 +49,7 @@ class IncompatibilityClustering(BaseSanitizer):
 
     Parameters
     ----------
-    net : None, str or skorch.NeuralNetClassifier, default=None
-        The network trained for every model. None picks one from the input
-        shape (the fast CNN for images of at least 16 px, an MLP otherwise);
-        ``"preact_resnet18"`` and ``"resnet32"`` are the papers' networks with
-        their optimisers (the ``reference`` preset), ``"fast"`` the
-        airbench-style CNN, ``"mlp"`` a two-layer perceptron. A skorch net is
-        cloned for each model.
+    {{net}}
     n_components : int, default=8
         Core sets per ISPL run (paper: 8 on CIFAR-10, 4 on GTSRB).
     component_fraction : float or None, default=None
@@ -104,8 +100,7 @@ class IncompatibilityClustering(BaseSanitizer):
         Bags run in parallel threads, each on a CUDA stream of its own (useful
         on a GPU, whose kernels from small batches otherwise leave it idle).
         The result does not depend on ``n_jobs``.
-    device : str, default="auto"
-        ``"auto"`` uses CUDA when available.
+    {{device}}
     verbose : int, default=0
         Show tqdm progress bars when positive.
 
@@ -137,12 +132,10 @@ class IncompatibilityClustering(BaseSanitizer):
         Seconds of each component's core-set search (Algorithm 1) and of its
         weak learner's training. With ``n_jobs > 1`` the bags overlap, so
         these add up to more than ``phase_seconds_["clustering"]``.
-    classes_ : ndarray
-        Class labels seen in ``fit``.
-    n_features_in_ : int
-        Number of values per sample (pixels times channels for images).
-    device_ : str
-        The device the networks were trained on.
+    final_net_ : skorch.NeuralNetClassifier
+        The self-training network after its last round (only with
+        ``self_training=True``).
+    {{network_attributes}}
 
     Notes
     -----

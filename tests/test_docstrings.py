@@ -102,11 +102,6 @@ ISPL = IncompatibilityClustering(
     self_training_epochs=1,
     **TINY,
 )
-UNDOCUMENTED_BY_OWNER = pytest.mark.xfail(
-    reason="IncompatibilityClustering's docstring is being edited in its own "
-    "change: input_*_, fit_fingerprint_ and final_net_ are not documented yet",
-    strict=False,
-)
 
 
 @pytest.mark.parametrize(
@@ -120,7 +115,7 @@ UNDOCUMENTED_BY_OWNER = pytest.mark.xfail(
         NoisyLabelMinimaxTrainer(epochs=2, batch_size=16, **TINY),
         NetworkClassifier(epochs=1, **TINY),
         SanitizerSampler(SpectralSignatureFilter(epochs=1, **TINY)),
-        pytest.param(ISPL, marks=UNDOCUMENTED_BY_OWNER, id="IncompatibilityClustering"),
+        ISPL,
     ],
     ids=lambda estimator: type(estimator).__name__,
 )
