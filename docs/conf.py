@@ -35,6 +35,7 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
     "sphinx_gallery.gen_gallery",
+    "sphinxcontrib.mermaid",
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 templates_path = ["_templates"]
@@ -49,6 +50,9 @@ autodoc_typehints = "none"
 numpydoc_show_class_members = False
 numpydoc_validation_checks = set()
 myst_heading_anchors = 3
+# The module graph of architecture.md is a mermaid diagram, drawn in the
+# browser.
+myst_fence_as_directive = ["mermaid"]
 
 sphinx_gallery_conf = {
     "examples_dirs": "../examples",
