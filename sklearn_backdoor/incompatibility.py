@@ -71,6 +71,14 @@ class IncompatibilityClustering(BaseSanitizer):
     class_floor : float, default=0.125
         Each trim also keeps the lowest-loss ``class_floor * beta`` fraction of
         every class, so that no class vanishes from the core set.
+    trim_per_class : bool, default=False
+        Trim every class to its own ``beta`` quantile of the loss instead
+        (``class_floor`` is then moot), so that each core set keeps the class
+        proportions of the data. The paper trims all classes together; with
+        few classes that makes core sets of nearly one class (on two-class
+        CIFAR-10, cat/dog: 2,152 cats and 246 dogs), whose weak learners
+        predict that class for every sample and so vote for or against the
+        poison by its label alone.
     warmup_epochs : int, default=8
         Epochs of the first ISPL iteration of a component.
     epochs_per_iteration : int, default=4
@@ -172,6 +180,7 @@ class IncompatibilityClustering(BaseSanitizer):
         "loss_momentum": [Interval(Real, 0, 1, closed="left")],
         "initial_trim_multiplier": [Interval(Real, 1, None, closed="left")],
         "class_floor": [Interval(Real, 0, 1, closed="both")],
+        "trim_per_class": ["boolean"],
         "warmup_epochs": [Interval(Integral, 1, None, closed="left")],
         "epochs_per_iteration": [Interval(Integral, 1, None, closed="left")],
         "weak_learner_epochs": [Interval(Integral, 1, None, closed="left")],
@@ -195,6 +204,7 @@ class IncompatibilityClustering(BaseSanitizer):
         loss_momentum=0.9,
         initial_trim_multiplier=3.0,
         class_floor=0.125,
+        trim_per_class=False,
         warmup_epochs=8,
         epochs_per_iteration=4,
         weak_learner_epochs=40,
@@ -217,6 +227,7 @@ class IncompatibilityClustering(BaseSanitizer):
         self.loss_momentum = loss_momentum
         self.initial_trim_multiplier = initial_trim_multiplier
         self.class_floor = class_floor
+        self.trim_per_class = trim_per_class
         self.warmup_epochs = warmup_epochs
         self.epochs_per_iteration = epochs_per_iteration
         self.weak_learner_epochs = weak_learner_epochs
@@ -325,7 +336,13 @@ class IncompatibilityClustering(BaseSanitizer):
             losses = self._losses(net, X_t[active_idx], y_t[active_idx])
             smoothed = self.loss_momentum * smoothed + (1 - self.loss_momentum) * losses
             beta = self._trim_fraction(iteration, n_iterations, target)
-            keep = trim_by_loss(smoothed, y[active_idx], beta, self.class_floor)
+            keep = trim_by_loss(
+                smoothed,
+                y[active_idx],
+                beta,
+                self.class_floor,
+                per_class=self.trim_per_class,
+            )
             sampled = rng.binomial(1, self.expansion, len(active_idx)) == 1
             train_idx = active_idx[keep & sampled]
         return active_idx[keep]
@@ -397,17 +414,21 @@ def ispl_iterations(target):
     return 2 + max(1, min(3, int(1 // target)))
 
 
-def trim_by_loss(losses, labels, beta, class_floor):
+def trim_by_loss(losses, labels, beta, class_floor, *, per_class=False):
     """TRIM of Algorithm 1 with the per-class floor of App. C.
 
     Keeps the samples whose loss is at most the ``beta`` quantile of all
     losses, plus in every class those at most the ``class_floor * beta``
-    quantile of that class's losses.
+    quantile of that class's losses. With ``per_class=True`` every class
+    keeps exactly the samples at most its own ``beta`` quantile instead.
     """
-    keep = losses <= np.quantile(losses, beta)
+    keep = np.zeros(len(losses), dtype=bool)
+    if not per_class:
+        keep = losses <= np.quantile(losses, beta)
+    fraction = beta if per_class else beta * class_floor
     for label in np.unique(labels):
         in_class = labels == label
-        cutoff = np.quantile(losses[in_class], beta * class_floor)
+        cutoff = np.quantile(losses[in_class], fraction)
         keep[in_class] |= losses[in_class] <= cutoff
     return keep
 

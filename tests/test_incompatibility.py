@@ -70,6 +70,34 @@ def test_trim_keeps_the_beta_quantile_and_a_floor_in_every_class(
     assert keep.sum() >= np.floor(beta * (len(losses) - 1)) + 1
 
 
+@settings(max_examples=50, deadline=None)
+@given(
+    losses=arrays(np.float64, st.integers(4, 80), elements=st.floats(0, 10)),
+    beta=st.floats(0.05, 1.0),
+    seed=st.integers(0, 2**16),
+)
+def test_trim_per_class_keeps_each_class_at_its_own_quantile(losses, beta, seed):
+    labels = np.random.RandomState(seed).randint(0, 3, len(losses))
+    keep = trim_by_loss(losses, labels, beta, 0.125, per_class=True)
+    for label in np.unique(labels):
+        in_class = labels == label
+        cut = np.quantile(losses[in_class], beta)
+        np.testing.assert_array_equal(keep[in_class], losses[in_class] <= cut)
+        n_class = in_class.sum()
+        assert keep[in_class].sum() >= np.floor(beta * (n_class - 1)) + 1
+
+
+def test_trim_per_class_keeps_a_class_the_global_trim_drops():
+    # Class 1 has every high loss: a global trim at 50% keeps only its
+    # floor (the quantile 0 of the class, its lowest loss).
+    losses = np.array([0.1, 0.2, 0.3, 0.4, 5.0, 6.0, 7.0, 8.0])
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    globally = trim_by_loss(losses, labels, 0.5, 0.0)
+    by_class = trim_by_loss(losses, labels, 0.5, 0.0, per_class=True)
+    np.testing.assert_array_equal(globally, [1, 1, 1, 1, 1, 0, 0, 0])
+    np.testing.assert_array_equal(by_class, [1, 1, 0, 0, 1, 1, 0, 0])
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     n_learners=st.integers(1, 9),
