@@ -97,12 +97,14 @@ rows.append(("no defense", undefended, None, time.perf_counter() - started))
 # The same classifier as the last step of a ``sklearn_backdoor.Pipeline``
 # whose first step is the sanitizer: ``fit`` trains the classifier on the
 # samples that ``IncompatibilityClustering`` keeps (its ``mask_``), and
-# ``predict`` skips the sanitizer.
+# ``predict`` skips the sanitizer. ``verbose=1`` shows its progress bars (on
+# stderr); like scikit-learn's estimators, the sanitizers are silent by
+# default.
 
 started = time.perf_counter()
 defended = Pipeline(
     [
-        ("clean", IncompatibilityClustering(random_state=0)),
+        ("clean", IncompatibilityClustering(random_state=0, verbose=1)),
         ("model", make_classifier()),
     ]
 ).fit(poisoned.X, poisoned.y)

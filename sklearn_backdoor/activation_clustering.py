@@ -98,7 +98,8 @@ default="relative-size"
         Seeds the networks, the reductions and the k-means initialisations.
     {{device}}
     verbose : int, default=0
-        Show a tqdm progress bar over the classes when positive.
+        Show tqdm progress bars when positive: over the training epochs of
+        each network, and over the classes.
 
     Attributes
     ----------
@@ -270,7 +271,11 @@ default="relative-size"
         index = torch.as_tensor(np.flatnonzero(keep), device=X_t.device)
         net = self._new_net(rng)
         self.reclassification_net_ = train_net(
-            net, X_t[index], y_t[index], epochs=self.epochs
+            net,
+            X_t[index],
+            y_t[index],
+            epochs=self.epochs,
+            progress=self._progress("reclassification training"),
         )
         predictions = predict_logits(net, X_t).argmax(dim=1).cpu().numpy()
         flagged, self.ex_re_scores_ = exclusionary_reclassification(

@@ -141,6 +141,11 @@ class NetworkEstimatorMixin:
             )
         return logits
 
+    def _progress(self, title):
+        """``title`` when ``verbose`` asks for progress bars, else None: the
+        ``progress`` argument of :func:`~sklearn_backdoor.training.train_net`."""
+        return title if self.verbose else None
+
     def _new_net(self, rng):
         """A fresh skorch net for one model, seeded from ``rng``."""
         return make_net(

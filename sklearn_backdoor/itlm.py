@@ -66,7 +66,8 @@ class ITLMFilter(BaseSanitizer):
         Seeds every network, its batch order and augmentation.
     {{device}}
     verbose : int, default=0
-        Show a tqdm progress bar over the rounds when positive.
+        Show tqdm progress bars when positive: over the rounds, and over the
+        training epochs of each round's network.
 
     Attributes
     ----------
@@ -155,7 +156,11 @@ class ITLMFilter(BaseSanitizer):
             index = torch.as_tensor(np.flatnonzero(keep), device=X_t.device)
             with self._phase("training"):
                 net = train_net(
-                    self._new_net(rng), X_t[index], y_t[index], epochs=epochs
+                    self._new_net(rng),
+                    X_t[index],
+                    y_t[index],
+                    epochs=epochs,
+                    progress=self._progress(f"round {round_index + 1} training"),
                 )
             with self._phase("loss_passes"):
                 losses = sample_losses(net, X_t, y_t)

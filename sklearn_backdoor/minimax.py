@@ -30,7 +30,6 @@ from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from skorch.callbacks import Callback
-from tqdm.auto import tqdm
 
 from sklearn_backdoor.base import BaseSanitizer, NetworkEstimatorMixin
 from sklearn_backdoor.docstrings import fill_doc
@@ -52,6 +51,7 @@ from sklearn_backdoor.noisy_label import (
 from sklearn_backdoor.training import (
     FastNeuralNetClassifier,
     check_trained,
+    epoch_progress,
     predict_logits,
     seeded_for,
 )
@@ -59,7 +59,6 @@ from sklearn_backdoor.training import (
 __all__ = [
     "Bootstrap",
     "EpochAccuracy",
-    "EpochProgress",
     "MinimaxNet",
     "NOISY_LABEL_STEPS",
     "NoisyLabelMinimaxTrainer",
@@ -229,25 +228,6 @@ class EpochAccuracy(Callback):
 def _accuracy(net, X, y):
     correct = predict_logits(net, X).argmax(dim=1) == y
     return float(correct.float().mean().item())
-
-
-class EpochProgress(Callback):
-    """A tqdm bar over the epochs of one fit."""
-
-    def __init__(self, total, disable):
-        self.total = total
-        self.disable = disable
-
-    def on_train_begin(self, net, **kwargs):
-        self.bar_ = tqdm(
-            total=self.total, desc="minimax epochs", disable=self.disable, leave=False
-        )
-
-    def on_epoch_end(self, net, **kwargs):
-        self.bar_.update(1)
-
-    def on_train_end(self, net, **kwargs):
-        self.bar_.close()
 
 
 # ---------------------------------------------------------------------------
@@ -471,7 +451,8 @@ default=None
         net.start_recording(len(X_t), from_epoch=self.epochs - n_last + 1)
         y_t = torch.as_tensor(y_encoded, dtype=torch.long, device=self.device_)
         index = torch.arange(len(y_t), device=self.device_)
-        with seeded_for(net):
+        progress = self._progress("minimax epochs")
+        with seeded_for(net), epoch_progress(net, self.epochs, progress):
             net.partial_fit(X_t, torch.stack([y_t, index], dim=1))
         self.net_ = check_trained(net, hint="lower lr or weight_decay")
         self._store_history(net, eval_set is not None, n_last)
@@ -558,9 +539,8 @@ default=None
         return self._device_tensor(self.tau * width)
 
     def _eval_callbacks(self, eval_set):
-        callbacks = [("minimax_progress", EpochProgress(self.epochs, not self.verbose))]
         if eval_set is None:
-            return callbacks
+            return []
         if not isinstance(eval_set, tuple | list) or len(eval_set) != 3:
             length = len(eval_set) if hasattr(eval_set, "__len__") else None
             raise ValueError(
@@ -583,7 +563,7 @@ default=None
                     f"({len(X_test_t)}), got {len(X_triggered_t)}"
                 )
         callback = EpochAccuracy(X_test_t, y_test_t, X_triggered_t)
-        return [*callbacks, ("minimax_eval", callback)]
+        return [("minimax_eval", callback)]
 
     def _encode_true_labels(self, y_test, n_samples):
         """Encoded labels; a label unseen in ``fit`` becomes -1 (never right)."""

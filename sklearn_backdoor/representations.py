@@ -29,7 +29,9 @@ class RepresentationFilterMixin:
         net = initialize_net(self._new_net(rng))
         self.layer_ = resolve_representation_layer(net.module_, self.layer)
         with self._phase("training"):
-            self.net_ = train_net(net, X_t, y_t, epochs=self.epochs)
+            self.net_ = train_net(
+                net, X_t, y_t, epochs=self.epochs, progress=self._progress("training")
+            )
         with self._phase("representations"):
             return extract_representations(self.net_, X_t, self.layer_)
 

@@ -64,7 +64,8 @@ class SpectralSignatureFilter(RepresentationFilterMixin, BaseSanitizer):
         Seeds the network's initialisation, batch order and augmentation.
     {{device}}
     verbose : int, default=0
-        Show a tqdm progress bar over the classes when positive.
+        Show tqdm progress bars when positive: over the network's training
+        epochs, then over the classes.
 
     Attributes
     ----------

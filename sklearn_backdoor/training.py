@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from sklearn.base import clone
 from skorch import NeuralNetClassifier
+from skorch.callbacks import Callback
+from tqdm.auto import tqdm
 
 from sklearn_backdoor.augmentation import RandomCropFlip
 from sklearn_backdoor.networks import build_network, default_network_name
@@ -615,7 +617,7 @@ def make_net(net, *, n_classes, input_shape, device, random_state, padding_fill=
     return fresh
 
 
-def train_net(net, X, y, *, epochs, random_state=None, warm_start=False):
+def train_net(net, X, y, *, epochs, random_state=None, warm_start=False, progress=None):
     """Train ``net`` on device tensors for ``epochs`` epochs.
 
     With ``warm_start=True`` an initialised net continues from its current
@@ -623,7 +625,8 @@ def train_net(net, X, y, *, epochs, random_state=None, warm_start=False):
     iterations; otherwise it starts afresh. Initialisation and training are
     seeded by :func:`initialize_net` and :func:`seeded_for`; for a net that
     is not a :class:`FastNeuralNetClassifier`, ``random_state``, if given,
-    replaces the seed :func:`make_net` gave it.
+    replaces the seed :func:`make_net` gave it. ``progress``, if given, is
+    the title of a tqdm bar over the epochs (see :func:`epoch_progress`).
     Raises ``ValueError`` when training fails (see :func:`check_trained`).
     """
     net.set_params(max_epochs=int(epochs))
@@ -633,9 +636,56 @@ def train_net(net, X, y, *, epochs, random_state=None, warm_start=False):
         initialize_net(net)
     if epochs <= 0:
         return net
-    with seeded_for(net):
+    with seeded_for(net), epoch_progress(net, epochs, progress):
         net.partial_fit(X, y)
     return check_trained(net)
+
+
+class _EpochCounter(Callback):
+    """Advances a tqdm bar by one at the end of every epoch."""
+
+    def __init__(self, bar):
+        self.bar = bar
+
+    def on_epoch_end(self, net, **kwargs):
+        self.bar.update(1)
+
+
+@contextmanager
+def epoch_progress(net, epochs, title):
+    """Show a tqdm bar over the training epochs of ``net`` run in a block.
+
+    The bar is titled ``title``, counts up to ``epochs`` and advances at the
+    end of every epoch that ``net`` (an initialised skorch net) trains in
+    the block; it disappears when the block ends, even on error. The net's
+    own callbacks are left as they were. ``title=None`` shows nothing.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_backdoor.networks import MLP
+    >>> from sklearn_backdoor.training import (
+    ...     FastNeuralNetClassifier, epoch_progress)
+    >>> X = np.zeros((8, 4), dtype=np.float32)
+    >>> y = np.array([0, 1] * 4)
+    >>> net = FastNeuralNetClassifier(MLP, module__n_features=4,
+    ...     module__n_classes=2, max_epochs=3, batch_size=4, verbose=0,
+    ...     random_state=0).initialize()
+    >>> with epoch_progress(net, 3, "training"):
+    ...     _ = net.partial_fit(X, y)
+    >>> len(net.history)
+    3
+    """
+    if title is None:
+        yield
+        return
+    callbacks = net.callbacks_
+    with tqdm(total=int(epochs), desc=title, unit="epoch", leave=False) as bar:
+        net.callbacks_ = [*callbacks, ("epoch_progress", _EpochCounter(bar))]
+        try:
+            yield
+        finally:
+            net.callbacks_ = callbacks
 
 
 def check_trained(net, hint="give net a lower learning rate"):

@@ -2,6 +2,7 @@ import pytest
 import torch
 from skorch import NeuralNetClassifier
 
+from sklearn_backdoor import training
 from sklearn_backdoor.datasets import load_digits_images
 from sklearn_backdoor.networks import MLP
 from sklearn_backdoor.poisoning import PatchTrigger, dirty_label_backdoor
@@ -51,3 +52,36 @@ def user_skorch_net():
         return NeuralNetClassifier(MLP, **{**defaults, **params})
 
     return make
+
+
+class RecordingBar:
+    """Stands in for tqdm: records a bar's title, total and updates."""
+
+    def __init__(self, total, desc, **kwargs):
+        self.total = total
+        self.desc = desc
+        self.n = 0
+        self.closed = False
+
+    def update(self, n=1):
+        self.n += n
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.closed = True
+        return False
+
+
+@pytest.fixture
+def epoch_bars(monkeypatch):
+    """The epoch bars the engine opens, as ``(title, total, count, closed)``."""
+    bars = []
+
+    def record(**kwargs):
+        bars.append(RecordingBar(**kwargs))
+        return bars[-1]
+
+    monkeypatch.setattr(training, "tqdm", record)
+    return lambda: [(b.desc, b.total, b.n, b.closed) for b in bars]

@@ -384,6 +384,18 @@ def test_report_renders_the_same_page_again(scan_folder, tmp_path, capsys):
     assert "argument OUTPUT_FOLDER:" in line and "samples.csv" in line
 
 
+@pytest.mark.parametrize(
+    ("quiet", "bars"), [([], [("training", 5, 5, True)]), (["--quiet"], [])]
+)
+def test_scan_shows_the_training_epochs_unless_quiet(
+    poisoned_folder, tmp_path, epoch_bars, quiet, bars
+):
+    argv = ["scan", str(poisoned_folder), "--out", str(tmp_path / "scan")]
+    argv += [arg for arg in FAST_SCAN if arg != "--quiet"]
+    assert main([*argv, *quiet]) == 0
+    assert epoch_bars() == bars
+
+
 def test_scan_reads_a_zip_of_the_folder(poisoned_folder, scan_folder, tmp_path):
     archive = tmp_path / "poisoned.zip"
     with zipfile.ZipFile(archive, "w") as stream:

@@ -6,13 +6,20 @@ from hypothesis import strategies as st
 from skorch import NeuralNetClassifier
 from skorch.dataset import Dataset
 
-from sklearn_backdoor import NetworkClassifier
+from sklearn_backdoor import (
+    ActivationClusteringFilter,
+    ITLMFilter,
+    NetworkClassifier,
+    NoisyLabelMinimaxTrainer,
+    SpectralSignatureFilter,
+)
 from sklearn_backdoor.augmentation import RandomCropFlip, flip_batch, translate_batch
 from sklearn_backdoor.networks import MLP
 from sklearn_backdoor.training import (
     DeviceBatchIterator,
     FastNeuralNetClassifier,
     default_augmentation,
+    epoch_progress,
     initialize_net,
     make_net,
     predict_logits,
@@ -337,3 +344,56 @@ def test_networks_without_convolutions_train_and_predict_on_one_cpu_thread():
     threads = torch.get_num_threads()
     assert _thread_count_seen_by(cnn, images, y[:8]) == {threads}
     assert torch.get_num_threads() == threads
+
+
+@pytest.mark.parametrize("epochs", [1, 4])
+def test_train_net_progress_counts_the_epochs(epoch_bars, epochs):
+    X, y = _tiny_data()
+    net = make_net(None, n_classes=2, input_shape=(4,), device="cpu", random_state=0)
+    train_net(net, X, y, epochs=epochs, progress="training")
+    train_net(net, X, y, epochs=2, warm_start=True, progress="more")
+    assert epoch_bars() == [("training", epochs, epochs, True), ("more", 2, 2, True)]
+    assert len(net.history) == epochs + 2
+    assert "epoch_progress" not in dict(net.callbacks_)
+
+
+def test_train_net_without_progress_opens_no_bar(epoch_bars):
+    X, y = _tiny_data()
+    net = make_net(None, n_classes=2, input_shape=(4,), device="cpu", random_state=0)
+    train_net(net, X, y, epochs=2)
+    assert epoch_bars() == []
+
+
+def test_epoch_progress_restores_the_callbacks_and_closes_on_error(epoch_bars):
+    net = make_net(None, n_classes=2, input_shape=(4,), device="cpu", random_state=0)
+    callbacks = initialize_net(net).callbacks_
+    with pytest.raises(RuntimeError, match="stop"):
+        with epoch_progress(net, 3, "training"):
+            assert len(net.callbacks_) == len(callbacks) + 1
+            raise RuntimeError("stop")
+    assert net.callbacks_ is callbacks
+    assert epoch_bars() == [("training", 3, 0, True)]
+
+
+@pytest.mark.parametrize(
+    ("estimator", "expected"),
+    [
+        (SpectralSignatureFilter(epochs=3), [("training", 3)]),
+        (ActivationClusteringFilter(epochs=2), [("training", 2)]),
+        (
+            ITLMFilter(n_rounds=2, first_round_epochs=3, round_epochs=2),
+            [("round 1 training", 3), ("round 2 training", 2)],
+        ),
+        (NoisyLabelMinimaxTrainer(epochs=2, tau=0.0), [("minimax epochs", 2)]),
+    ],
+    ids=lambda value: type(value).__name__,
+)
+@pytest.mark.parametrize("verbose", [0, 1])
+def test_verbose_estimators_show_a_bar_over_each_networks_epochs(
+    epoch_bars, estimator, expected, verbose
+):
+    X, y = _tiny_data(128)
+    estimator.set_params(random_state=0, device="cpu", verbose=verbose)
+    estimator.fit(X.numpy(), y.numpy())
+    shown = [(title, total, total, True) for title, total in expected]
+    assert epoch_bars() == (shown if verbose else [])
