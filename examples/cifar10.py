@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from sklearn_backdoor import IncompatibilityClustering, NetworkClassifier
-from sklearn_backdoor.datasets import load_cifar10
+from sklearn_backdoor.datasets import load_cifar10, stratified_subset
 from sklearn_backdoor.metrics import (
     clean_accuracy,
     removal_counts,
@@ -61,8 +61,8 @@ def parse_arguments():
         "--n-train",
         type=int,
         default=None,
-        help="use a random subset of this many training images (smoke tests, "
-        "fit time against n)",
+        help="use a shuffled subset of this many training images, every class "
+        "in its share (smoke tests, fit time against n)",
     )
     parser.add_argument("--random-state", type=int, default=0)
     parser.add_argument("--device", default="auto")
@@ -109,12 +109,9 @@ def main():
         device, load_cifar10, args.path
     )
     if args.n_train is not None:
-        subset = np.sort(
-            np.random.RandomState(args.random_state).permutation(len(y_train))[
-                : args.n_train
-            ]
+        X_train, y_train = stratified_subset(
+            X_train, y_train, args.n_train, random_state=args.random_state
         )
-        X_train, y_train = X_train[subset], y_train[subset]
     scenario = reference_scenarios(args.seed, poison_fractions=(args.eps,))[
         args.scenario
     ]

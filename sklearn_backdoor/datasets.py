@@ -2,6 +2,9 @@
 
 The loaders return images in HWC layout with ``uint8`` pixels and ``int64``
 labels, the common currency of the poisoning and defence code in this package.
+Their rows come in file order, often class by class, so ``X[:n]`` may hold a
+single class: :func:`stratified_subset` takes a shuffled subset with the
+classes in their proportions.
 
 Training data is untrusted: the loaders run no code from the files they read,
 read at most ``max_member_bytes`` per image and ``max_total_bytes`` in all, and
@@ -25,9 +28,10 @@ from stat import S_ISREG
 import numpy as np
 from PIL import Image
 from sklearn.datasets import load_digits
-from sklearn.utils import Bunch
+from sklearn.utils import Bunch, resample
 from sklearn.utils._param_validation import Interval, validate_params
 
+from sklearn_backdoor.constraints import StrictInterval
 from sklearn_backdoor.contract import BackdoorWarning
 from sklearn_backdoor.inputs import data_fingerprint
 
@@ -36,6 +40,7 @@ __all__ = [
     "load_cifar10",
     "load_digits_images",
     "load_image_folder",
+    "stratified_subset",
 ]
 
 CIFAR10_CLASSES = (
@@ -108,6 +113,82 @@ def load_digits_images(*, return_X_y=True):
         target=y,
         target_names=digits.target_names.copy(),
         DESCR=digits.DESCR,
+    )
+
+
+@validate_params(
+    {
+        "X": ["array-like"],
+        "y": ["array-like"],
+        "n_samples": [StrictInterval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
+def stratified_subset(X, y, n_samples, *, random_state=None):
+    """A shuffled subset of ``n_samples`` rows that keeps the class proportions.
+
+    The loaders return the rows in file order, class by class for an image
+    folder, so ``X[:n]`` may hold a single class. Here each class gets its
+    share of ``n_samples``, rounded down or up so that the shares add up to
+    ``n_samples`` (ties broken at random), drawn without replacement; the
+    rows of the subset are then shuffled. ``X`` and ``y`` are not modified.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_total, ...)
+        Images, features or anything indexed by row (a list of file names).
+    y : array-like of shape (n_total,)
+        Labels, which set the proportions.
+    n_samples : int
+        Size of the subset, from 1 to ``n_total``. A class whose share is
+        less than one row may be left out.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the rounding, the draw and the shuffle.
+
+    Returns
+    -------
+    X_subset : array-like of shape (n_samples, ...)
+        The chosen rows of ``X``, a copy of the same kind.
+    y_subset : array-like of shape (n_samples,)
+        Their labels.
+
+    Raises
+    ------
+    ValueError
+        If ``y`` is not one-dimensional, ``X`` and ``y`` differ in length, or
+        ``n_samples`` exceeds it.
+
+    Notes
+    -----
+    ``stratified_subset(np.arange(len(y)), y, n_samples)`` gives the indices
+    of the subset, to select other arrays by.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_backdoor.datasets import load_digits_images, stratified_subset
+    >>> X, y = load_digits_images()
+    >>> X_small, y_small = stratified_subset(X, y, 100, random_state=0)
+    >>> X_small.shape, np.bincount(y_small).tolist()
+    ((100, 8, 8, 1), [10, 10, 10, 10, 10, 10, 10, 10, 10, 10])
+    """
+    if np.ndim(y) != 1:
+        raise ValueError(f"y must be one-dimensional; got shape {np.shape(y)}.")
+    n_total = len(X)
+    if n_total != len(y):
+        raise ValueError(f"X and y must have as many rows; got {n_total} and {len(y)}.")
+    if n_samples > n_total:
+        raise ValueError(
+            f"n_samples={n_samples} is more than the {n_total} rows of X and y."
+        )
+    return resample(
+        X,
+        y,
+        replace=False,
+        n_samples=n_samples,
+        stratify=y,
+        random_state=random_state,
     )
 
 

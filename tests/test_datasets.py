@@ -11,7 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
+from sklearn.utils._param_validation import InvalidParameterError
 
 import sklearn_backdoor.datasets as datasets_module
 from sklearn_backdoor.base import BackdoorWarning
@@ -20,6 +23,7 @@ from sklearn_backdoor.datasets import (
     load_cifar10,
     load_digits_images,
     load_image_folder,
+    stratified_subset,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -780,3 +784,90 @@ def test_load_cifar10_cache_inside_the_source(tmp_path, monkeypatch, inside):
     for cached, decoded in zip(second, first, strict=True):
         np.testing.assert_array_equal(cached, decoded)
     assert len(list((source / inside).glob("*.npy"))) == 4
+
+
+@st.composite
+def labelled_rows(draw):
+    """Class-sorted labels of 1-5 classes, a row id per sample, and a size."""
+    counts = draw(st.lists(st.integers(1, 30), min_size=1, max_size=5))
+    y = np.repeat(np.arange(len(counts)) * 3, counts)
+    n_samples = draw(st.integers(1, len(y)))
+    return np.arange(len(y)) * 10, y, n_samples, draw(st.integers(0, 2**31 - 1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(labelled_rows())
+def test_stratified_subset_keeps_each_class_share_and_leaves_inputs_alone(case):
+    X, y, n_samples, seed = case
+    X_before, y_before = X.copy(), y.copy()
+    X_sub, y_sub = stratified_subset(X, y, n_samples, random_state=seed)
+    assert len(X_sub) == len(y_sub) == n_samples
+    assert len(set(X_sub.tolist())) == n_samples
+    assert np.array_equal(y[X_sub // 10], y_sub)
+    classes, counts = np.unique(y, return_counts=True)
+    share = counts * n_samples / len(y)
+    taken = np.array([np.sum(y_sub == c) for c in classes])
+    assert np.all((taken == np.floor(share)) | (taken == np.ceil(share)))
+    assert np.array_equal(X, X_before) and np.array_equal(y, y_before)
+
+
+def test_stratified_subset_of_class_sorted_images_mixes_the_classes():
+    X, y = load_digits_images()
+    order = np.argsort(y, kind="stable")
+    X, y = X[order], y[order]  # as an image folder loads, class by class
+    X_sub, y_sub = stratified_subset(X, y, 200, random_state=0)
+    assert set(y[:20].tolist()) == {0}
+    assert len(set(y_sub[:20].tolist())) >= 6
+    assert all(19 <= count <= 21 for count in np.bincount(y_sub, minlength=10))
+    rows, _ = stratified_subset(np.arange(len(y)), y, 200, random_state=0)
+    assert np.array_equal(X[rows], X_sub)
+
+
+def test_stratified_subset_is_reproducible_and_follows_the_seed():
+    X, y = load_digits_images()
+    first = stratified_subset(X, y, 50, random_state=3)
+    again = stratified_subset(X, y, 50, random_state=3)
+    other = stratified_subset(X, y, 50, random_state=4)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not np.array_equal(first[0], other[0])
+
+
+def test_stratified_subset_selects_from_a_list_of_file_names():
+    names = [f"{label}/{k}.png" for label in ("cat", "dog") for k in range(4)]
+    labels = [0] * 4 + [1] * 4
+    names_sub, labels_sub = stratified_subset(names, labels, 4, random_state=0)
+    assert sorted(labels_sub) == [0, 0, 1, 1]
+    assert [name.startswith("dog") for name in names_sub] == [
+        label == 1 for label in labels_sub
+    ]
+
+
+@pytest.mark.parametrize(
+    ("n_samples", "error", "match"),
+    [
+        (0, InvalidParameterError, "'n_samples' parameter .* Got 0 instead"),
+        (2.5, InvalidParameterError, "'n_samples' parameter .* Got 2.5 instead"),
+        (True, InvalidParameterError, "'n_samples' parameter .* Got True instead"),
+        (11, ValueError, "n_samples=11 is more than the 10 rows of X and y"),
+    ],
+)
+def test_stratified_subset_names_a_bad_n_samples(n_samples, error, match):
+    X, y = np.zeros((10, 2)), np.arange(10) % 2
+    with pytest.raises(error, match=match):
+        stratified_subset(X, y, n_samples)
+
+
+@pytest.mark.parametrize(
+    ("X", "y", "match"),
+    [
+        (
+            np.zeros((4, 2)),
+            np.zeros((4, 1)),
+            r"y must be one-dimensional; got shape \(4, 1\)",
+        ),
+        (np.zeros((4, 2)), np.zeros(5), "X and y must have as many rows; got 4 and 5"),
+    ],
+)
+def test_stratified_subset_names_bad_arrays(X, y, match):
+    with pytest.raises(ValueError, match=match):
+        stratified_subset(X, y, 2)
