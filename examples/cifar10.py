@@ -12,7 +12,7 @@ clean accuracy, FP, FN and seconds per phase:
 
 Scenario 0 at seed 100 and eps 10% is airplane -> bird with a single pixel::
 
-    python examples/cifar10.py ../shared/data/cifar10-jpg.zip --scenario 0
+    python examples/cifar10.py path/to/cifar10-jpg.zip --scenario 0
 
 A GPU is strongly recommended: the fast network trains CIFAR-10 in seconds
 there and in tens of minutes on a CPU. ``--json-out FILE`` appends the

@@ -1,16 +1,18 @@
-"""Redraw Fig. 2 of paper 001: poisoned data is incompatible with clean data
-=========================================================================
+"""Redraw Fig. 2 of Jin, Sun & Rinard: poisoned data is incompatible with clean data
+==================================================================================
 
-For one scenario, ``C`` is a random eighth of each class of the clean
-training set and ``P`` the poisoned versions of the other images of the
-poisoned class (DLBD: the source class, triggered and relabelled; CLBD: the
-target class, perturbed and stamped with the four-corner trigger, labels
-kept). For each ratio ``|P'| / |C_source|`` a random ``P'`` of ``P`` is
-drawn, a network is trained on a random half (per class) of ``C | P'``
+Fig. 2 of *Incompatibility Clustering as a Defense Against Backdoor
+Poisoning Attacks* (Jin, Sun & Rinard, ICLR 2023), for one scenario: ``C``
+is a random eighth of each class of the clean training set and ``P`` the
+poisoned versions of the other images of the poisoned class (DLBD: the
+source class, triggered and relabelled; CLBD: the target class, perturbed
+and stamped with the four-corner trigger, labels kept). For each ratio
+``|P'| / |C_source|`` a random ``P'`` of ``P`` is drawn, a network is
+trained on a random half (per class) of ``C | P'``
 (``sklearn_backdoor.compatibility.self_expansion_error``), and its accuracy
 is read on ``C``, on ``C``'s source and non-source classes, and on ``P``.
 Each point is the mean over the draws of ``P'`` for one draw of ``C``, minus
-the same quantity at ratio 0; the line joins the medians. Paper 001 uses 5
+the same quantity at ratio 0; the line joins the medians. The paper uses 5
 draws of each (the defaults here).
 
 The default runs on the scikit-learn digits on a CPU (about a minute; the

@@ -108,7 +108,7 @@ examples:
   the spectral signature defense with 20 training epochs, on the CPU:
     sklearn-backdoor scan pets-poisoned/ --out scan-ss/ --defense ss \\
         --param epochs=20 --param expected_poison_fraction=0.2 --device cpu
-  a reference CIFAR-10 scenario of paper 001, then a scan of it:
+  a reference CIFAR-10 scenario of Jin, Sun & Rinard, then a scan of it:
     sklearn-backdoor poison cifar-10-batches-py/ --out cifar-poisoned/ \\
         --scenario 0-to-2-pixel-0.1-seed100
     sklearn-backdoor scan cifar-poisoned/ --out cifar-scan/ --net fast_cpu
@@ -252,9 +252,10 @@ def build_parser():
     poison.add_argument(
         "--scenario",
         metavar="NAME",
-        help="a reference CIFAR-10 scenario of paper 001 instead of --source, "
-        "--target, --fraction and --trigger, e.g. 0-to-2-pixel-0.1-seed100 "
-        "(see sklearn_backdoor.poisoning.reference_scenarios); DATA must hold "
+        help="a reference CIFAR-10 scenario of Jin, Sun & Rinard (ICLR 2023) "
+        "instead of --source, --target, --fraction and --trigger, e.g. "
+        "0-to-2-pixel-0.1-seed100 (see "
+        "sklearn_backdoor.poisoning.reference_scenarios); DATA must hold "
         "CIFAR-10 classes",
     )
     _add_common(poison)
