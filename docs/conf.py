@@ -123,6 +123,37 @@ def check_api_covers_all(app):
             logger.warning(f"api.rst does not list {module_name}.{name}")
 
 
+# What an example printed, as sphinx-gallery writes it into a page.
+SCRIPT_OUTPUT = re.compile(
+    r"^\.\. rst-class:: sphx-glr-script-out\n\n \.\. code-block:: none\n\n"
+    r"(?P<body>(?: +[^\n]*\n|\n)*)",
+    re.MULTILINE,
+)
+# One state of a tqdm bar on a line of its own, as Sphinx reads a page (its
+# carriage returns turned into line ends): "  title:  40%|####  | 2/5 [...]".
+TQDM_BAR = re.compile(r"^ +[^\n]*\d+%\|[^\n]*\| *\d+/\d+ \[[^\n]*\n", re.MULTILINE)
+
+
+def drop_progress_bars(app, docname, source):
+    """Drop from a gallery page the progress bars its example drew on stderr.
+
+    sphinx-gallery shows stderr with stdout, and tqdm redraws a bar with
+    carriage returns: the page would list every state of every bar (the
+    quickstart's ISPL+B draws about fifty) before the example's own output.
+    An output block left with nothing else is dropped.
+    """
+    if docname.startswith("auto_examples/"):
+        source[0] = SCRIPT_OUTPUT.sub(_output_without_bars, source[0])
+
+
+def _output_without_bars(match):
+    body = TQDM_BAR.sub("", match["body"])
+    if not body.strip():
+        return ""
+    return match[0][: match.start("body") - match.start()] + body
+
+
 def setup(app):
     app.connect("builder-inited", check_api_covers_all)
+    app.connect("source-read", drop_progress_bars)
     app.connect("autodoc-skip-member", skip_foreign_member)
