@@ -110,7 +110,9 @@ class IncompatibilityClustering(BaseSanitizer):
         The result does not depend on ``n_jobs``.
     {{device}}
     verbose : int, default=0
-        Show tqdm progress bars when positive.
+        Show tqdm progress bars when positive: over each bag's components,
+        over the epochs of each weak learner (its longest training) and over
+        the self-training rounds.
 
     Attributes
     ----------
@@ -308,7 +310,12 @@ class IncompatibilityClustering(BaseSanitizer):
                 )
             with Stopwatch(self.device_) as weak_training:
                 weak = self._new_net(rng)
-                train_net(weak, *_rows(X_t, y_t, core), epochs=self.weak_learner_epochs)
+                train_net(
+                    weak,
+                    *_rows(X_t, y_t, core),
+                    epochs=self.weak_learner_epochs,
+                    progress=self._progress(f"weak learner {index + 1}"),
+                )
             learners.append((core, weak, (search.seconds, weak_training.seconds)))
             active[core] = False
         return learners

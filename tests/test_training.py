@@ -8,6 +8,7 @@ from skorch.dataset import Dataset
 
 from sklearn_backdoor import (
     ActivationClusteringFilter,
+    IncompatibilityClustering,
     ITLMFilter,
     NetworkClassifier,
     NoisyLabelMinimaxTrainer,
@@ -385,6 +386,17 @@ def test_epoch_progress_restores_the_callbacks_and_closes_on_error(epoch_bars):
             [("round 1 training", 3), ("round 2 training", 2)],
         ),
         (NoisyLabelMinimaxTrainer(epochs=2, tau=0.0), [("minimax epochs", 2)]),
+        (
+            IncompatibilityClustering(
+                n_components=2,
+                n_bags=1,
+                warmup_epochs=1,
+                epochs_per_iteration=1,
+                weak_learner_epochs=3,
+                self_training=False,
+            ),
+            [("weak learner 1", 3), ("weak learner 2", 3)],
+        ),
     ],
     ids=lambda value: type(value).__name__,
 )
