@@ -88,6 +88,13 @@ class IncompatibilityClustering(BaseSanitizer):
     min_votes : int, default=2
         A sample is kept only if its modal vote has at least this many votes
         (the reference's ``count > 1``).
+    vote_on_own_core : bool, default=True
+        Whether a weak learner also votes on the samples of its own core set,
+        as the reference code does. False follows Algorithm 2's "each weak
+        learner votes on the other clusters" (and Property 3.3, stated for
+        disjoint sets): a learner has fitted its own core set, poison
+        included, so its vote there says nothing. Each sample then gets the
+        votes of the learners whose core sets do not hold it.
     self_training : bool, default=True
         Run the self-paced self-training step of App. C after boosting.
     self_training_rounds : int, default=20
@@ -187,6 +194,7 @@ class IncompatibilityClustering(BaseSanitizer):
         "epochs_per_iteration": [Interval(Integral, 1, None, closed="left")],
         "weak_learner_epochs": [Interval(Integral, 1, None, closed="left")],
         "min_votes": [Interval(Integral, 1, None, closed="left")],
+        "vote_on_own_core": ["boolean"],
         "self_training": ["boolean"],
         "self_training_rounds": [Interval(Integral, 1, None, closed="left")],
         "self_training_epochs": [Interval(Integral, 1, None, closed="left")],
@@ -211,6 +219,7 @@ class IncompatibilityClustering(BaseSanitizer):
         epochs_per_iteration=4,
         weak_learner_epochs=40,
         min_votes=2,
+        vote_on_own_core=True,
         self_training=True,
         self_training_rounds=20,
         self_training_epochs=5,
@@ -234,6 +243,7 @@ class IncompatibilityClustering(BaseSanitizer):
         self.epochs_per_iteration = epochs_per_iteration
         self.weak_learner_epochs = weak_learner_epochs
         self.min_votes = min_votes
+        self.vote_on_own_core = vote_on_own_core
         self.self_training = self_training
         self.self_training_rounds = self_training_rounds
         self.self_training_epochs = self_training_epochs
@@ -245,6 +255,12 @@ class IncompatibilityClustering(BaseSanitizer):
         self.verbose = verbose
 
     def _fit_mask(self, X_t, y_t, rng):
+        if not self.vote_on_own_core and self.n_components < 2:
+            raise ValueError(
+                "vote_on_own_core=False needs n_components >= 2 (with one core "
+                f"set per bag no learner could vote), got n_components="
+                f"{self.n_components}"
+            )
         y = y_t.cpu().numpy()
         bag_seeds = rng.randint(np.iinfo(np.int32).max, size=self.n_bags)
         with self._phase("clustering"):
@@ -264,7 +280,12 @@ class IncompatibilityClustering(BaseSanitizer):
         with self._phase("voting"):
             votes = np.stack([self._predict(net, X_t) for net in self.weak_learners_])
             self.votes_ = self.classes_[votes]
-            keep, disagreement = vote_by_mode(votes, y, self.min_votes, rng)
+            eligible = None
+            if not self.vote_on_own_core:
+                eligible = ~in_core_sets(self.components_, len(y))
+            keep, disagreement = vote_by_mode(
+                votes, y, self.min_votes, rng, eligible=eligible
+            )
         self.boosting_mask_ = keep
         self.self_training_correctness_ = None
         with self._phase("self_training"):
@@ -440,7 +461,7 @@ def trim_by_loss(losses, labels, beta, class_floor, *, per_class=False):
     return keep
 
 
-def vote_by_mode(votes, labels, min_votes, rng):
+def vote_by_mode(votes, labels, min_votes, rng, *, eligible=None):
     """Algorithm 2 as per-sample modal vote (App. C and the reference).
 
     Parameters
@@ -452,24 +473,42 @@ def vote_by_mode(votes, labels, min_votes, rng):
         The mode must have at least this many votes.
     rng : RandomState
         Breaks ties between equally frequent classes uniformly at random.
+    eligible : ndarray of bool, shape (n_learners, n_samples), default=None
+        Which learner votes on which sample; None means every learner votes
+        on every sample.
 
     Returns
     -------
     keep : ndarray of bool
         Modal vote equals the label and has at least ``min_votes`` votes.
     disagreement : ndarray of float
-        Fraction of learners whose vote differs from the label.
+        Fraction of the voting learners whose vote differs from the label
+        (1 for a sample no learner votes on).
     """
+    if eligible is None:
+        eligible = np.ones(votes.shape, dtype=bool)
     n_classes = max(int(votes.max()), int(labels.max())) + 1
+    samples = np.arange(votes.shape[1])
     counts = np.zeros((n_classes, votes.shape[1]), dtype=np.int64)
-    for learner_votes in votes:
-        counts[learner_votes, np.arange(votes.shape[1])] += 1
+    for learner_votes, voting in zip(votes, eligible, strict=True):
+        np.add.at(counts, (learner_votes[voting], samples[voting]), 1)
     top = counts.max(axis=0)
     tie_break = rng.random_sample(counts.shape) * (counts == top)
     mode = tie_break.argmax(axis=0)
     keep = (mode == labels) & (top >= min_votes)
-    disagreement = 1.0 - counts[labels, np.arange(len(labels))] / len(votes)
+    n_voting = eligible.sum(axis=0)
+    agreeing = counts[labels, samples]
+    disagreement = 1.0 - agreeing / np.maximum(n_voting, 1)
     return keep, disagreement
+
+
+def in_core_sets(components, n_samples):
+    """``(n_components, n_samples)`` bool: whether each sample is in each
+    core set."""
+    member = np.zeros((len(components), n_samples), dtype=bool)
+    for index, core in enumerate(components):
+        member[index, core] = True
+    return member
 
 
 def _rows(X_t, y_t, indices):

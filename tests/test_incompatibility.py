@@ -10,6 +10,7 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn_backdoor import BackdoorWarning, IncompatibilityClustering, Pipeline
 from sklearn_backdoor.datasets import load_digits_images
 from sklearn_backdoor.incompatibility import (
+    in_core_sets,
     ispl_iterations,
     trim_by_loss,
     vote_by_mode,
@@ -127,6 +128,66 @@ def test_vote_by_mode_breaks_ties_at_random():
     votes = np.array([[0] * 400, [1] * 400])
     keep, _ = vote_by_mode(votes, np.zeros(400, dtype=int), 1, np.random.RandomState(0))
     assert 150 < keep.sum() < 250
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_learners=st.integers(1, 9),
+    n_samples=st.integers(1, 30),
+    min_votes=st.integers(1, 4),
+    seed=st.integers(0, 2**16),
+)
+def test_vote_by_mode_counts_only_the_eligible_votes(
+    n_learners, n_samples, min_votes, seed
+):
+    rng = np.random.RandomState(seed)
+    votes = rng.randint(0, 3, (n_learners, n_samples))
+    labels = rng.randint(0, 3, n_samples)
+    eligible = rng.rand(n_learners, n_samples) < 0.6
+    keep, disagreement = vote_by_mode(votes, labels, min_votes, rng, eligible=eligible)
+    for i in range(n_samples):
+        counts = np.bincount(votes[eligible[:, i], i], minlength=3)
+        top = counts.max()
+        winners = set(np.flatnonzero(counts == top))
+        if keep[i]:
+            assert labels[i] in winners and top >= min_votes
+        elif len(winners) == 1 and top >= min_votes:
+            assert labels[i] not in winners
+        n_voting = eligible[:, i].sum()
+        expected = 1 - counts[labels[i]] / n_voting if n_voting else 1.0
+        assert disagreement[i] == pytest.approx(expected)
+
+
+def test_learners_do_not_vouch_for_their_own_core_sets():
+    # Learners 0 and 4 fitted samples 0-1 (their core sets) and vouch for
+    # their labels; of the others, two disagree there. Every label is 1.
+    votes = np.array([[1, 1, 1, 1], [1, 1, 1, 1], [0, 0, 1, 1], [0, 0, 1, 1], [1] * 4])
+    labels = np.ones(4, dtype=int)
+    cores = [np.array([0, 1]), np.array([2]), np.array([3]), np.array([], int)]
+    member = in_core_sets([*cores, np.array([0, 1])], 4)
+    everyone, _ = vote_by_mode(votes, labels, 1, np.random.RandomState(0))
+    others, disagreement = vote_by_mode(
+        votes, labels, 1, np.random.RandomState(0), eligible=~member
+    )
+    np.testing.assert_array_equal(everyone, [True, True, True, True])
+    np.testing.assert_array_equal(others, [False, False, True, True])
+    np.testing.assert_allclose(disagreement, [2 / 3, 2 / 3, 0.0, 0.0])
+
+
+def test_in_core_sets_marks_membership():
+    member = in_core_sets([np.array([0, 2]), np.array([1])], 4)
+    np.testing.assert_array_equal(
+        member, [[True, False, True, False], [False, True, False, False]]
+    )
+
+
+def test_not_voting_on_own_core_needs_two_core_sets():
+    X, y = _small_images()
+    ic = IncompatibilityClustering(
+        n_components=1, vote_on_own_core=False, n_bags=1, device="cpu"
+    )
+    with pytest.raises(ValueError, match="n_components=1"):
+        ic.fit(X, y)
 
 
 def _small_images(n=160, seed=0):
