@@ -65,6 +65,7 @@ class WeakLearner:
 
     def fit(self, X, y):
         X_t = self.tensor(X)
+        self.classes, y = np.unique(y, return_inverse=True)
         y_t = torch.as_tensor(y, dtype=torch.long)
         black = tuple(float(v) for v in (-self.mean / self.std).reshape(-1))
         self.net = make_net(
@@ -88,7 +89,8 @@ class WeakLearner:
         return self
 
     def predict(self, X):
-        return predict_logits(self.net, self.tensor(X)).argmax(dim=1).numpy()
+        logits = predict_logits(self.net, self.tensor(X))
+        return self.classes[logits.argmax(dim=1).numpy()]
 
 
 def lowest_per_class(losses, labels, fraction):
@@ -111,7 +113,9 @@ def contamination_record(poisoned, X_test, y_test, k, epochs, trim, size, seed):
     seconds = time.perf_counter() - started
     unseen_poison = np.setdiff1d(poisoned.poison_indices, rows)
     trust = learner.predict(poisoned.X[unseen_poison]) == poisoned.target
-    seen = learner.predict(poisoned.X[rows[size:]]) == poisoned.target
+    seen = None
+    if k:
+        seen = learner.predict(poisoned.X[rows[size:]]) == poisoned.target
     attacked = y_test == poisoned.source
     triggered = poisoned.trigger.apply(X_test[attacked])
     return {
@@ -119,7 +123,7 @@ def contamination_record(poisoned, X_test, y_test, k, epochs, trim, size, seed):
         "epochs": int(epochs),
         "trim": float(trim),
         "schedule": "constant",
-        "trust_seen_poison": round(float(seen.mean()), 4) if k else None,
+        "trust_seen_poison": None if seen is None else round(float(seen.mean()), 4),
         "core_size": int(len(rows)),
         "trust_unseen_poison": round(float(trust.mean()), 4),
         "clean_test_accuracy": round(
