@@ -7,11 +7,18 @@ lists the same runs with the same keys, which is what lets the runner resume.
 """
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from sklearn_backdoor import (
+    IncompatibilityClustering,
+    adaptive_backdoor,
+    clean_label_backdoor,
+)
+from sklearn_backdoor.clean_label import DEFAULT_STEPS
 from sklearn_backdoor.poisoning import (
     REFERENCE_FRACTIONS,
     REFERENCE_PAIRS,
@@ -70,6 +77,24 @@ MINIMAX_EPOCHS = 100
 ADVERSARIAL_TAU = {"digits": 0.2, "cifar10": 0.05}
 # Paper 001 App. C: ITLM keeps alpha = 98/96/92% at eps = 5/10/20%.
 PAPER_ITLM_KEEP = {0.05: 0.98, 0.1: 0.96, 0.2: 0.92}
+
+# The clean-label backdoor (CLBD, paper 001 Table 6): Turner et al. released
+# CIFAR-10 sets perturbed within L2 300 or 600 and L-infinity 8 or 16 (0-255
+# pixel units); paper 001 App. B does not say which it used. We take the
+# larger budget of each norm: our perturbations come from a standard network
+# trained briefly (Turner et al.'s from adversarially trained ones, which
+# transfer better), and the larger budget makes the attack more likely to
+# work on an undefended model. The budget is part of the scenario id, so the
+# smaller ones can be added beside these without changing any key.
+CLBD_BUDGETS = {"linf": 16, "l2": 600}
+# Table 6 attacks these targets, each at 5/10/20% of the target class.
+CLBD_TARGETS = (0, 2, 4, 7, 9)
+# Epochs of the CLBD reference network (trained with our engine on the clean
+# data, on the run's network): the fast network's default final model on the
+# GPU; on the two-class CPU tier half its final model's 20, to keep the attack
+# cheap there.
+CLBD_REFERENCE_EPOCHS = 40
+TWO_CLASS_CLBD_REFERENCE_EPOCHS = 10
 
 
 @dataclass(frozen=True)
@@ -187,8 +212,169 @@ def _watermark_for_pair(source, target):
     return watermark_trigger(WATERMARK_NAMES[index % len(WATERMARK_NAMES)])
 
 
-def make_poisoned(scenario, X, y, seed):
+@dataclass(frozen=True)
+class Attacker:
+    """What the attacks that train networks take from the run's setting.
+
+    Parameters
+    ----------
+    net : str
+        Network of the CLBD reference model and of the adaptive attacker's
+        ISPL run: the run's network (the attacker knows the architecture).
+    ispl_params : tuple of (str, object) pairs
+        The defender's ISPL+B parameters in the run's grid, which the adaptive
+        attacker copies (paper 001 App. D.2.3: "using the same parameters").
+    reference_epochs : int
+        Training epochs of the CLBD reference network.
+    """
+
+    net: str = "auto"
+    ispl_params: tuple = ()
+    reference_epochs: int = CLBD_REFERENCE_EPOCHS
+
+
+@dataclass(frozen=True)
+class NetworkAttack:
+    """A parsed scenario id of an attack that trains networks on the data.
+
+    ``kind`` is ``"clbd"`` or ``"adaptive"``; ``source`` is None when a CLBD
+    scenario acts on every class but the target; ``reference`` is the
+    reference DLBD scenario whose trigger the CIFAR-10 adaptive attacker uses
+    (None on digits, which use the 3-pixel corner trigger).
+    """
+
+    kind: str
+    source: int | None
+    target: int
+    fraction: float
+    norm: str | None = None
+    budget: int | None = None
+    reference: object = None
+
+
+def parse_network_attack(scenario):
+    """The :class:`NetworkAttack` of ``scenario``, or None for other attacks.
+
+    Ids: ``clbd-{norm}-{budget}-{source}-to-{target}-{fraction}`` (source
+    ``all`` or a class), ``adaptive-{reference scenario name}``, and on
+    digits ``digits-clbd-...`` and ``digits-adaptive-{source}-to-{target}-
+    {fraction}``.
+    """
+    name = scenario.removeprefix("digits-")
+    parts = name.split("-")
+    if parts[0] == "clbd":
+        _, norm, budget, source, _, target, fraction = parts
+        return NetworkAttack(
+            "clbd",
+            None if source == "all" else int(source),
+            int(target),
+            float(fraction),
+            norm,
+            int(budget),
+        )
+    if parts[0] != "adaptive":
+        return None
+    if name != scenario:
+        _, source, _, target, fraction = parts
+        return NetworkAttack("adaptive", int(source), int(target), float(fraction))
+    reference = _reference_by_name()[name.removeprefix("adaptive-")]
+    return NetworkAttack(
+        "adaptive",
+        reference.source,
+        reference.target,
+        reference.poison_fraction,
+        reference=reference,
+    )
+
+
+def clbd_eps(norm, budget, image_shape):
+    """``clean_label_backdoor``'s ``eps`` for a budget in 0-255 pixel units.
+
+    An L2 budget is Turner et al.'s for 32x32x3 images; for other sizes it is
+    scaled by ``sqrt(d / 3072)``, which keeps the root-mean-square change per
+    value.
+    """
+    eps = budget / 255
+    if norm == "l2":
+        eps *= math.sqrt(math.prod(image_shape) / math.prod(CIFAR_SHAPE))
+    return eps
+
+
+def _clean_label(attack, X, y, seed, attacker, device):
+    eps = clbd_eps(attack.norm, attack.budget, X.shape[1:])
+    poisoned = clean_label_backdoor(
+        X,
+        y,
+        target=attack.target,
+        poison_fraction=attack.fraction,
+        norm=attack.norm,
+        eps=eps,
+        net=attacker.net,
+        reference_epochs=attacker.reference_epochs,
+        device=device,
+        random_state=seed,
+    )
+    params = {
+        "attack": f"clbd-{attack.norm}",
+        "target": attack.target,
+        "trigger": "four-corner-checkerboard",
+        "poison_fraction": attack.fraction,
+        "budget_255": attack.budget,
+        "eps": eps,
+        "pgd_steps": DEFAULT_STEPS,
+        "reference_net": attacker.net,
+        "reference_epochs": attacker.reference_epochs,
+    }
+    if attack.source is not None:
+        params["source"] = attack.source
+    return poisoned, params
+
+
+def _adaptive(attack, X, y, seed, attacker, device):
+    reference = attack.reference
+    if reference is None:
+        trigger, trigger_params = CORNER_TRIGGER, {"trigger": "corner-3px"}
+    else:
+        trigger = reference.trigger()
+        trigger_params = {
+            "trigger": reference.method,
+            "position": list(reference.position),
+            "color": list(reference.color),
+            "generator_seed": reference.seed,
+        }
+    clustering = IncompatibilityClustering(
+        net=attacker.net, random_state=seed, device=device, **dict(attacker.ispl_params)
+    )
+    poisoned, partition = adaptive_backdoor(
+        X,
+        y,
+        trigger,
+        clustering=clustering,
+        target=attack.target,
+        source=attack.source,
+        poison_fraction=attack.fraction,
+        random_state=seed,
+    )
+    params = {
+        "attack": "adaptive-dlbd-1-to-1",
+        "source": attack.source,
+        "target": attack.target,
+        **trigger_params,
+        "poison_fraction": attack.fraction,
+        "attacker_net": attacker.net,
+        "attacker_ispl_params": dict(attacker.ispl_params),
+        "partition_sizes": [int(len(part)) for part in partition],
+        "partition_poison": [int(poisoned.is_poison[part].sum()) for part in partition],
+    }
+    return poisoned, params
+
+
+def make_poisoned(scenario, X, y, seed, attacker=None, device="auto"):
     """Poison ``(X, y)`` as scenario id ``scenario`` describes.
+
+    ``attacker`` (an :class:`Attacker`, default ``Attacker()``) and
+    ``device`` matter only to the attacks that train networks (CLBD and the
+    adaptive attacker).
 
     Returns
     -------
@@ -196,6 +382,10 @@ def make_poisoned(scenario, X, y, seed):
     params : dict
         The scenario's parameters, for the results file.
     """
+    attack = parse_network_attack(scenario)
+    if attack is not None:
+        poison = _clean_label if attack.kind == "clbd" else _adaptive
+        return poison(attack, X, y, seed, attacker or Attacker(), device)
     parts = scenario.split("-")
     if scenario.startswith("digits-flip-"):
         fraction = float(parts[-1])
@@ -599,11 +789,7 @@ def two_class_grid(seeds=None, defenses=TWO_CLASS_DEFENSES):
         )
         for scenario in scenarios:
             for defense in defenses:
-                params = (
-                    TWO_CLASS_ISPL_PARAMS
-                    if defense == "ispl"
-                    else paper001_params(defense, scenario.poison_fraction)
-                )
+                params = two_class_params(defense, scenario.poison_fraction)
                 runs.append(
                     Run(
                         TWO_CLASS_GRID,
@@ -619,6 +805,191 @@ def two_class_grid(seeds=None, defenses=TWO_CLASS_DEFENSES):
     return runs
 
 
+def two_class_params(defense, poison_fraction):
+    """The tier's defense parameters: its own for ISPL+B, paper 001's for the
+    baselines."""
+    if defense == "ispl":
+        return TWO_CLASS_ISPL_PARAMS
+    return paper001_params(defense, poison_fraction)
+
+
+# The threats of paper 001 beyond DLBD and WATERMARK: the clean-label backdoor
+# (its Table 6) and the adaptive attacker (its Table 10). Both tables give
+# Oracle, ND and ISPL+B only, so those run first on every scenario and the
+# baselines after them.
+THREAT_DEFENSES = ("ispl", "none", "oracle")
+BASELINE_DEFENSES = ("ss", "ac", "itlm")
+THREAT_SEEDS = (100,)
+CIFAR_THREAT_GRIDS = ("clbd", "adaptive")
+DIGITS_THREATS_GRID = "digits-threats"
+TWO_CLASS_THREATS_GRID = "cifar10-two-class-threats"
+# CLBD on the tier needs a second class: reference pairs whose target is one
+# of Table 6's, 2 and 4, the targets on which Table 6's undefended model is
+# most attacked at 10% (L2 68.9% and 57.4%), so the tier's DLBD runs on the
+# same two pairs are there to compare with.
+TWO_CLASS_CLBD_PAIRS = ((0, 2), (7, 4))
+# Run order on the tier, so that a grid stopped early has shown first whether
+# each attack works: CLBD at 20%, where Table 6's undefended model is most
+# attacked, then the adaptive attacker at the tier's judged 10%, then the
+# rest. CLBD at 5% is left out: Table 6's undefended model is attacked at
+# most 30.1% there.
+TWO_CLASS_THREAT_STAGES = (
+    ("clbd", 0.2),
+    ("adaptive", 0.1),
+    ("clbd", 0.1),
+    ("adaptive", 0.05),
+    ("adaptive", 0.2),
+)
+
+
+def clbd_scenario_id(norm, source, target, fraction, dataset="cifar10"):
+    """E.g. ``clbd-linf-16-all-to-2-0.1``; ``source=None`` attacks every class
+    but the target."""
+    prefix = "digits-" if dataset == "digits" else ""
+    source = "all" if source is None else source
+    budget = CLBD_BUDGETS[norm]
+    return f"{prefix}clbd-{norm}-{budget}-{source}-to-{target}-{fraction}"
+
+
+def threat_scenario_ids(name, seed=100):
+    """Scenario ids of the CIFAR-10 ``clbd`` grid (Table 6 without its GAN
+    variant) or ``adaptive`` grid (Table 10: the reference scenarios of
+    ``seed``, poison spread over ISPL's partition)."""
+    if name == "clbd":
+        return [
+            clbd_scenario_id(norm, None, target, fraction)
+            for norm in CLBD_BUDGETS
+            for target in CLBD_TARGETS
+            for fraction in REFERENCE_FRACTIONS
+        ]
+    if name == "adaptive":
+        return [f"adaptive-{s.name}" for s in reference_scenarios(seed)]
+    raise ValueError(f"unknown threat grid {name!r}")
+
+
+def two_class_threat_scenario_ids(seed=100):
+    """The tier's CLBD and adaptive scenarios in :data:`TWO_CLASS_THREAT_STAGES`
+    order."""
+    ids = []
+    for kind, fraction in TWO_CLASS_THREAT_STAGES:
+        if kind == "clbd":
+            ids += [
+                clbd_scenario_id(norm, source, target, fraction)
+                for source, target in TWO_CLASS_CLBD_PAIRS
+                for norm in CLBD_BUDGETS
+            ]
+        else:
+            ids += [
+                f"adaptive-{s.name}"
+                for s in reference_scenarios(seed)
+                if s.poison_fraction == fraction
+            ]
+    return ids
+
+
+def digits_threat_scenario_ids():
+    """CLBD toward each digits target at 20%, and the adaptive attacker on the
+    digits pairs at 5/10/20% (the 3-pixel corner trigger)."""
+    clbd = [
+        clbd_scenario_id(norm, None, target, 0.2, "digits")
+        for norm in CLBD_BUDGETS
+        for _, target in DIGITS_PAIRS
+    ]
+    adaptive = [
+        f"digits-adaptive-{source}-to-{target}-{fraction}"
+        for source, target in DIGITS_PAIRS
+        for fraction in DIGITS_FRACTIONS
+    ]
+    return clbd + adaptive
+
+
+def threat_runs(grid, dataset, scenarios, net, final_epochs, defense_params):
+    """Runs of ``(scenario, seed)`` pairs: :data:`THREAT_DEFENSES` on every
+    scenario, then :data:`BASELINE_DEFENSES`; a scenario's defenses follow
+    each other, so a process computes its attack once (``run.py``)."""
+    runs = []
+    for defenses in (THREAT_DEFENSES, BASELINE_DEFENSES):
+        for scenario, seed in scenarios:
+            fraction = scenario_fraction(scenario)
+            runs += [
+                Run(
+                    grid,
+                    dataset,
+                    scenario,
+                    defense,
+                    net,
+                    final_epochs,
+                    seed,
+                    _as_pairs(defense_params(defense, fraction)),
+                )
+                for defense in defenses
+            ]
+    return runs
+
+
+def cifar_threat_grid(name, net="fast", preset="default", seeds=None):
+    """The ``clbd`` or ``adaptive`` CIFAR-10 grid (GPU), built as
+    :func:`cifar_grid` builds the others (``preset="paper"``: PreActResNet18,
+    App. C settings of SS and ITLM)."""
+    net = "preact_resnet18" if preset == "paper" else net
+
+    def params(defense, fraction):
+        return paper001_params(defense, fraction) if preset == "paper" else {}
+
+    scenarios = [
+        (scenario, seed)
+        for seed in seeds or THREAT_SEEDS
+        for scenario in threat_scenario_ids(name, seed)
+    ]
+    return threat_runs(
+        name, "cifar10", scenarios, net, DEFAULT_FINAL_EPOCHS[net], params
+    )
+
+
+def two_class_threat_grid(seeds=None):
+    """CLBD and the adaptive attacker on the two-class CPU tier: its network,
+    final epochs and defense parameters; the attacks see only the pair's two
+    classes (``run.py`` restricts the data before attacking)."""
+    scenarios = [
+        (scenario, seed)
+        for seed in seeds or THREAT_SEEDS
+        for scenario in two_class_threat_scenario_ids(seed)
+    ]
+    return threat_runs(
+        TWO_CLASS_THREATS_GRID,
+        TWO_CLASS_DATASET,
+        scenarios,
+        TWO_CLASS_NET,
+        TWO_CLASS_FINAL_EPOCHS,
+        two_class_params,
+    )
+
+
+def digits_threat_grid(seeds=(0,)):
+    """CLBD and the adaptive attacker on digits (CPU, minutes): the end-to-end
+    check of the threat scenarios. Default defense parameters."""
+    scenarios = [
+        (scenario, seed) for seed in seeds for scenario in digits_threat_scenario_ids()
+    ]
+    return threat_runs(
+        DIGITS_THREATS_GRID, "digits", scenarios, "auto", 40, lambda d, f: {}
+    )
+
+
+def attacker_for(run):
+    """The :class:`Attacker` of ``run``: the run's network, and the ISPL+B
+    parameters and CLBD reference epochs of its grid's setting (the tier's
+    ``TWO_CLASS_ISPL_PARAMS``, elsewhere ISPL+B's defaults, which the CIFAR-10
+    grids give their ISPL+B runs)."""
+    if run.dataset == TWO_CLASS_DATASET:
+        return Attacker(
+            run.net,
+            _as_pairs(TWO_CLASS_ISPL_PARAMS),
+            TWO_CLASS_CLBD_REFERENCE_EPOCHS,
+        )
+    return Attacker(run.net)
+
+
 CIFAR_GRIDS = ("dlbd", "all-to-one", "all-to-all", "watermark", "paper002")
 GRIDS = (
     "digits",
@@ -628,6 +999,9 @@ GRIDS = (
     "cifar10",
     "scaling",
     TWO_CLASS_GRID,
+    DIGITS_THREATS_GRID,
+    *CIFAR_THREAT_GRIDS,
+    TWO_CLASS_THREATS_GRID,
 )
 
 
@@ -649,4 +1023,10 @@ def build_grid(name, net="fast", preset="default", seeds=None):
         return scaling_grid(net, preset, seeds)
     if name == TWO_CLASS_GRID:
         return two_class_grid(seeds)
+    if name == DIGITS_THREATS_GRID:
+        return digits_threat_grid(seeds or (0,))
+    if name in CIFAR_THREAT_GRIDS:
+        return cifar_threat_grid(name, net, preset, seeds)
+    if name == TWO_CLASS_THREATS_GRID:
+        return two_class_threat_grid(seeds)
     raise ValueError(f"unknown grid {name!r}; choose from {GRIDS}")

@@ -43,8 +43,10 @@ from environment import (
 from grids import (
     GRIDS,
     TWO_CLASS_DATASET,
+    attacker_for,
     build_grid,
     make_poisoned,
+    parse_network_attack,
     restrict_to_classes,
     subsample_poisoned,
 )
@@ -282,6 +284,68 @@ def two_class_split(poisoned, X_test, y_test):
     return restrict_to_classes(poisoned, classes), X_test[test_rows], y_test[test_rows]
 
 
+def rows_of_classes(classes, X, y):
+    rows = np.isin(y, classes)
+    return X[rows], y[rows]
+
+
+@functools.lru_cache(maxsize=1)
+def network_attack(dataset, data_path, scenario, seed, attacker, device):
+    """``(poisoned, params, X_test, y_test)`` of an attack that trains networks.
+
+    On the two-class tier the attacker sees only the scenario's two classes,
+    the data the defender trains on. Cached for the last scenario: the runs
+    of a scenario follow each other in the grids, so a process trains the
+    attacker's networks once for all its defenses (``params["attack_seconds"]``
+    is what that took; ``seconds["poison"]`` of a later run is the lookup).
+    """
+    X_train, y_train, X_test, y_test = load_dataset(dataset, data_path)
+    if dataset == TWO_CLASS_DATASET:
+        attack = parse_network_attack(scenario)
+        if attack.source is None:
+            raise ValueError(
+                f"scenario {scenario!r} attacks every class but the target; "
+                "the two-class tier needs a source class"
+            )
+        classes = [attack.source, attack.target]
+        X_train, y_train = rows_of_classes(classes, X_train, y_train)
+        X_test, y_test = rows_of_classes(classes, X_test, y_test)
+    with Stopwatch(device) as watch:
+        poisoned, params = make_poisoned(
+            scenario, X_train, y_train, seed, attacker, device
+        )
+    return poisoned, params | {"attack_seconds": watch.seconds}, X_test, y_test
+
+
+def poisoned_data(run, data_path, device, timer):
+    """``(poisoned, scenario_params, X_test, y_test)`` of ``run``.
+
+    The two-class tier restricts a reference scenario, poisoned on the whole
+    training set as its generator does, to its two classes; the attacks that
+    train networks attack the two classes alone (:func:`network_attack`).
+    """
+    X_train, y_train, X_test, y_test = timer(
+        "load", load_dataset, run.dataset, data_path
+    )
+    if parse_network_attack(run.scenario) is not None:
+        return timer(
+            "poison",
+            network_attack,
+            run.dataset,
+            data_path,
+            run.scenario,
+            run.seed,
+            attacker_for(run),
+            device,
+        )
+    poisoned, scenario_params = timer(
+        "poison", make_poisoned, run.scenario, X_train, y_train, run.seed
+    )
+    if run.dataset == TWO_CLASS_DATASET:
+        poisoned, X_test, y_test = two_class_split(poisoned, X_test, y_test)
+    return poisoned, scenario_params, X_test, y_test
+
+
 def run_one(run, data_path=None, job_index=0, device="auto", threads=1):
     """Run ``run`` and return its JSON-serialisable record.
 
@@ -295,14 +359,9 @@ def run_one(run, data_path=None, job_index=0, device="auto", threads=1):
         torch.cuda.reset_peak_memory_stats(torch.device(device))
     timer = PhaseTimer(device)
     started = time.perf_counter()
-    X_train, y_train, X_test, y_test = timer(
-        "load", load_dataset, run.dataset, data_path
+    poisoned, scenario_params, X_test, y_test = poisoned_data(
+        run, data_path, device, timer
     )
-    poisoned, scenario_params = timer(
-        "poison", make_poisoned, run.scenario, X_train, y_train, run.seed
-    )
-    if run.dataset == TWO_CLASS_DATASET:
-        poisoned, X_test, y_test = two_class_split(poisoned, X_test, y_test)
     if run.n_train is not None:
         poisoned = subsample_poisoned(poisoned, run.n_train, run.seed)
     trigger = poisoned.trigger

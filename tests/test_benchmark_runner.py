@@ -59,10 +59,28 @@ def report():
     return load_script("report")
 
 
+@pytest.fixture(scope="module")
+def grids(runner):
+    # The module run.py imports, so that its classes are the runner's.
+    return importlib.import_module("grids")
+
+
 @pytest.mark.parametrize("preset", ["default", "paper"])
 @pytest.mark.parametrize(
     "grid",
-    ["digits", "smoke", "dlbd", "all-to-one", "all-to-all", "watermark", "paper002"],
+    [
+        "digits",
+        "smoke",
+        "dlbd",
+        "all-to-one",
+        "all-to-all",
+        "watermark",
+        "paper002",
+        "digits-threats",
+        "clbd",
+        "adaptive",
+        "cifar10-two-class-threats",
+    ],
 )
 def test_run_keys_are_stable_and_unique(runner, grid, preset):
     keys = [run.key for run in runner.build_grid(grid, preset=preset)]
@@ -471,20 +489,25 @@ def test_report_says_where_the_poison_went_in_ispl_runs(report):
     assert "| ISPL+B | 1 | clustering 10.0, voting 1.0, self_training 4.0 |" in markdown
 
 
+def run_record(run, tmr, source, target, fraction):
+    """A report record of ``run`` with the run's own key, grid and data set."""
+    record = report_record(run.scenario, run.defense, tmr, source, target, fraction)
+    record.update(
+        key=run.key,
+        grid=run.grid,
+        dataset=run.dataset,
+        final_epochs=run.final_epochs,
+        finished_at="2026-12-01",
+    )
+    return record
+
+
 def test_report_lists_other_tier_configurations_apart(report, runner):
     configured = runner.build_grid("cifar10-two-class")[0]
     variant = runner.with_defense_params([configured], {"n_components": 8})[0]
     records = []
     for run, tmr in ((configured, 0.0), (variant, 0.4)):
-        record = report_record(run.scenario, run.defense, tmr, 0, 2, 0.1)
-        record.update(
-            key=run.key,
-            grid=run.grid,
-            dataset=run.dataset,
-            final_epochs=run.final_epochs,
-            finished_at="2026-12-01",
-        )
-        records.append(record)
+        records.append(run_record(run, tmr, 0, 2, 0.1))
     markdown = report.build_report(records, "fake")
     table, others = markdown.split("## Other configurations tried")
     assert "| ISPL+B | 1 | 1 | 1 |" in table
@@ -500,6 +523,198 @@ def test_report_puts_paper_numbers_beside_ours(report):
     markdown = report.build_report([record], "fake", paper)
     # Paper 001 Table 2, 0 / 2 at 5%: ISPL+B C 90.9, A 0.0, FP 3761, FN 23.
     assert "| 0 / 2 | 5 | 95.0 (90.9) | 0.0 (0) | 10 (3761) | 0 (23) |" in markdown
+
+
+# ---------------------------------------------------------------------------
+# The threat grids: the clean-label backdoor and the adaptive attacker
+# ---------------------------------------------------------------------------
+
+TINY_ISPL = (("epochs_per_iteration", 1), ("n_components", 2), ("warmup_epochs", 1))
+
+
+def test_two_class_threat_grid_runs_the_attacks_on_the_tier(runner, grids):
+    runs = runner.build_grid("cifar10-two-class-threats")
+    # 8 CLBD and 24 adaptive scenarios of seed 100, six defenses each.
+    assert len(runs) == 192 and len({run.key for run in runs}) == 192
+    scenarios = list(dict.fromkeys(run.scenario for run in runs))
+    assert scenarios[:4] == [
+        "clbd-linf-16-0-to-2-0.2",
+        "clbd-l2-600-0-to-2-0.2",
+        "clbd-linf-16-7-to-4-0.2",
+        "clbd-l2-600-7-to-4-0.2",
+    ]
+    assert sum(s.startswith("clbd-") for s in scenarios) == 8
+    assert {s for s in scenarios if s.startswith("adaptive-")} == {
+        f"adaptive-{s.name}" for s in grids.reference_scenarios(100)
+    }
+    # ISPL+B, ND and the oracle on every scenario before the baselines.
+    assert {run.defense for run in runs[:96]} == {"ispl", "none", "oracle"}
+    assert {run.defense for run in runs[96:]} == {"ss", "ac", "itlm"}
+    assert {(run.net, run.final_epochs, run.dataset, run.seed) for run in runs} == {
+        ("fast_cpu", 20, "cifar10-two-class", 100)
+    }
+    ispl = {dict(run.defense_params) == grids.TWO_CLASS_ISPL_PARAMS for run in runs}
+    assert ispl == {True, False}
+    attacker = runner.attacker_for(runs[0])
+    assert dict(attacker.ispl_params) == grids.TWO_CLASS_ISPL_PARAMS
+    assert (attacker.net, attacker.reference_epochs) == ("fast_cpu", 10)
+
+
+@pytest.mark.parametrize("preset", ["default", "paper"])
+def test_cifar_threat_grids_follow_tables_6_and_10(runner, grids, preset):
+    clbd = runner.build_grid("clbd", preset=preset)
+    scenarios = {run.scenario for run in clbd}
+    assert scenarios == {
+        f"clbd-{norm}-all-to-{target}-{fraction}"
+        for norm in ("linf-16", "l2-600")
+        for target in (0, 2, 4, 7, 9)
+        for fraction in (0.05, 0.1, 0.2)
+    }
+    adaptive = runner.build_grid("adaptive", preset=preset, seeds=[100, 1000])
+    assert len({run.scenario for run in adaptive}) == 48
+    assert {run.scenario.split("-")[-1] for run in adaptive} == {
+        "seed100",
+        "seed1000",
+    }
+    net = "preact_resnet18" if preset == "paper" else "fast"
+    assert {(run.net, run.dataset) for run in clbd + adaptive} == {(net, "cifar10")}
+    itlm = next(run for run in clbd if run.defense == "itlm")
+    assert (dict(itlm.defense_params).get("keep_fraction") is not None) == (
+        preset == "paper"
+    )
+    assert runner.attacker_for(clbd[0]) == grids.Attacker(net)
+    # The aggregate "cifar10" grid is unchanged by them.
+    assert not any(
+        run.scenario.startswith(("clbd-", "adaptive-"))
+        for run in runner.build_grid("cifar10")
+    )
+
+
+def test_list_prints_the_threat_grid(runner, capsys):
+    runner.main(["--grid", "cifar10-two-class-threats", "--out", "x", "--list"])
+    keys = capsys.readouterr().out.splitlines()
+    assert len(keys) == 192
+    assert json.loads(keys[0])["grid"] == "cifar10-two-class-threats"
+
+
+@pytest.mark.parametrize(
+    ("scenario", "expected"),
+    [
+        ("clbd-linf-16-all-to-2-0.1", ("clbd", None, 2, 0.1, "linf", 16)),
+        ("clbd-l2-600-7-to-4-0.2", ("clbd", 7, 4, 0.2, "l2", 600)),
+        ("digits-clbd-l2-600-all-to-8-0.2", ("clbd", None, 8, 0.2, "l2", 600)),
+        ("adaptive-9-to-2-ell-0.05-seed1000", ("adaptive", 9, 2, 0.05, None, None)),
+        ("digits-adaptive-3-to-8-0.1", ("adaptive", 3, 8, 0.1, None, None)),
+        ("0-to-2-pixel-0.1-seed100", None),
+        ("digits-tl-0-to-7-0.05", None),
+        ("watermark-0-to-2-0.1", None),
+    ],
+)
+def test_threat_ids_parse(grids, scenario, expected):
+    attack = grids.parse_network_attack(scenario)
+    if expected is None:
+        assert attack is None
+        return
+    fields = (attack.kind, attack.source, attack.target, attack.fraction)
+    assert (*fields, attack.norm, attack.budget) == expected
+    assert grids.scenario_fraction(scenario) == attack.fraction
+
+
+def test_clbd_budgets_are_turner_s_in_pixel_units(grids):
+    assert grids.clbd_eps("linf", 16, (32, 32, 3)) == pytest.approx(16 / 255)
+    assert grids.clbd_eps("linf", 16, (8, 8, 1)) == pytest.approx(16 / 255)
+    assert grids.clbd_eps("l2", 600, (32, 32, 3)) == pytest.approx(600 / 255)
+    # An L2 budget keeps its root-mean-square change per value on 8x8x1.
+    small = grids.clbd_eps("l2", 600, (8, 8, 1))
+    assert small == pytest.approx(600 / 255 * (64 / 3072) ** 0.5)
+
+
+def fake_cifar(n_per_class=16, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.randint(0, 256, size=(10 * n_per_class, 32, 32, 3), dtype=np.uint8)
+    return X, np.repeat(np.arange(10), n_per_class)
+
+
+TINY_ATTACKER_FIELDS = {"net": "mlp", "ispl_params": TINY_ISPL, "reference_epochs": 1}
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        "clbd-linf-16-all-to-2-0.2",
+        "clbd-l2-600-0-to-2-0.2",
+        "adaptive-7-to-4-pixel-0.2-seed100",
+    ],
+)
+def test_threat_ids_round_trip_through_make_poisoned(runner, grids, scenario):
+    X, y = fake_cifar()
+    attacker = grids.Attacker(**TINY_ATTACKER_FIELDS)
+    poisoned, params = runner.make_poisoned(scenario, X, y, 100, attacker, "cpu")
+    attack = runner.parse_network_attack(scenario)
+    assert params["target"] == attack.target
+    assert params.get("source") == attack.source
+    assert params["poison_fraction"] == attack.fraction
+    # The poison is a fifth of the class the attack poisons (16 images).
+    assert len(poisoned.poison_indices) == round(0.2 * 16)
+    changed = np.flatnonzero((poisoned.X != X).any(axis=(1, 2, 3)))
+    np.testing.assert_array_equal(changed, poisoned.poison_indices)
+    if attack.kind == "clbd":
+        assert params["attack"] == f"clbd-{attack.norm}"
+        assert params["eps"] == pytest.approx(attack.budget / 255)
+        np.testing.assert_array_equal(poisoned.y, y)
+        assert (y[poisoned.poison_indices] == attack.target).all()
+    else:
+        assert params["attack"] == "adaptive-dlbd-1-to-1"
+        assert params["attacker_ispl_params"] == dict(TINY_ISPL)
+        assert (poisoned.y[poisoned.poison_indices] == 4).all()
+        assert (y[poisoned.poison_indices] == 7).all()
+        assert sum(params["partition_sizes"]) == len(y)
+        assert sum(params["partition_poison"]) == len(poisoned.poison_indices)
+    json.dumps(params)
+
+
+def test_tier_attacks_see_only_the_pair_and_are_computed_once(
+    runner, grids, monkeypatch
+):
+    X, y = fake_cifar()
+    X_test, y_test = fake_cifar(4, seed=1)
+    monkeypatch.setattr(
+        runner, "load_dataset", lambda name, path: (X, y, X_test, y_test)
+    )
+    runner.network_attack.cache_clear()
+    attacker = grids.Attacker(**TINY_ATTACKER_FIELDS)
+    arguments = ("cifar10-two-class", None, "clbd-linf-16-7-to-4-0.2", 100, attacker)
+    poisoned, params, X_two, y_two = runner.network_attack(*arguments, "cpu")
+    assert set(poisoned.y_true.tolist()) == {4, 7} and len(poisoned.y) == 32
+    assert set(y_two.tolist()) == {4, 7} and len(X_two) == 8
+    assert params["source"] == 7 and params["attack_seconds"] > 0
+    again = runner.network_attack(*arguments, "cpu")
+    assert again[0] is poisoned
+    runner.network_attack.cache_clear()
+    with pytest.raises(ValueError, match="needs a source class"):
+        runner.network_attack(
+            "cifar10-two-class", None, "clbd-linf-16-all-to-4-0.2", 100, attacker, "cpu"
+        )
+
+
+def test_a_digits_threat_run_reuses_its_attack(runner):
+    runner.network_attack.cache_clear()
+    runs = [
+        runner.replace(run, final_epochs=1)
+        for run in runner.build_grid("digits-threats")
+        if run.scenario == "digits-clbd-linf-16-all-to-7-0.2"
+        and run.defense in ("none", "oracle")
+    ]
+    first, second = (runner.run_one(run, device="cpu") for run in runs)
+    assert REQUIRED_FIELDS <= set(first)
+    params = first["scenario_params"]
+    assert params["attack"] == "clbd-linf" and params["n_poisoned"] == 25
+    assert second["scenario_params"] == params
+    assert second["seconds"]["poison"] < params["attack_seconds"]
+    # Every class but the target is attacked; the oracle removes all poison.
+    assert first["n_test_attacked"] == 540 - 54
+    assert (first["fn"], second["fn"], second["fp"]) == (25, 0, 0)
+    json.dumps(first)
 
 
 @pytest.mark.skipif(
