@@ -5,9 +5,10 @@ Writes, for one results file:
 - a table per attack family in the shape of paper 001's Table 2: one row per
   scenario (source / target, eps), for each defense C (clean accuracy), A
   (TMR), FP and FN; runs that differ only by seed are summarised by their
-  median, as the paper does over its 3 seeds. Where paper 001's Table 2 has
-  the same scenario (CIFAR-10 1-to-1) its number follows ours in brackets;
-- success counts (A < 1%) per defense;
+  median, as the paper does over its 3 seeds. Where paper 001 has the same
+  CIFAR-10 scenario (Table 2: DLBD 1-to-1; Table 6: the clean-label backdoor;
+  Table 10: the adaptive attacker) its number follows ours in brackets;
+- success counts (A < 1%) per defense, and the paper's on the same scenarios;
 - paper 002's label-flip setting: clean and poison accuracy per variant;
 - seconds per defense, and box plots of A and of seconds per defense as PNG.
 
@@ -23,9 +24,21 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from grids import TWO_CLASS_GRID, build_grid
+from grids import REFERENCE_SEEDS, TWO_CLASS_GRID, TWO_CLASS_THREATS_GRID, build_grid
 
 PAPER_TABLE = Path(__file__).resolve().parent / "paper001_table2.json"
+PAPER_TABLES = tuple(
+    PAPER_TABLE.with_name(f"paper001_table{number}.json") for number in (2, 6, 10)
+)
+# The CPU tiers: runs with settings other than their grids' are listed apart.
+TIER_GRIDS = (TWO_CLASS_GRID, TWO_CLASS_THREATS_GRID)
+ATTACK_TITLES = {
+    "dlbd-1-to-1": "Dirty-label backdoor, 1-to-1",
+    "clbd-linf": "Clean-label backdoor, L-infinity perturbation",
+    "clbd-l2": "Clean-label backdoor, L2 perturbation",
+    "adaptive-dlbd-1-to-1": "Adaptive attacker (dirty-label 1-to-1, poison spread "
+    "over ISPL's partition)",
+}
 DEFENSE_ORDER = (
     "oracle",
     "none",
@@ -110,12 +123,53 @@ def summarise(records, metric="targeted"):
 
 
 def load_paper_table(path=PAPER_TABLE):
-    """Paper 001 Table 2 as {(source, target, eps): {defense: {C, A, FP?, FN?}}}."""
+    """One of paper 001's tables as {(attack, source, target, eps): row}.
+
+    A row maps each defense it gives to ``{C, A, FP?, FN?}`` and has the
+    name of its ``table``; ``attack`` is the row's own or the file's.
+    """
     data = json.loads(Path(path).read_text())
-    return {
-        (row["source"], row["target"], row["eps_percent"] / 100): row
-        for row in data["rows"]
-    }
+    rows = {}
+    for row in data["rows"]:
+        row = {"table": data["table"], "attack": data.get("attack")} | row
+        key = (row["attack"], row["source"], row["target"], row["eps_percent"] / 100)
+        rows[key] = row
+    return rows
+
+
+def load_paper_tables(paths=PAPER_TABLES):
+    """The rows of several of paper 001's tables (:func:`load_paper_table`)."""
+    return {key: row for path in paths for key, row in load_paper_table(path).items()}
+
+
+def paper_row(paper, row_key, dataset):
+    """Paper 001's row for one of our scenario rows on CIFAR-10, or None.
+
+    A CLBD row of the paper attacks every class but the target; it stands
+    beside ours with the same target whatever our source class (the
+    two-class tier attacks one).
+    """
+    if paper is None or not dataset.startswith("cifar10"):
+        return None
+    attack, source, target, fraction = row_key
+    if attack.startswith("clbd-"):
+        source = None
+    return paper.get((attack, source, target, fraction))
+
+
+def paper_defended(row, defense):
+    """Whether the paper counts ``defense`` as successful (A < 1%) on ``row``;
+    None where the row does not give the defense.
+
+    ``ispl_defended`` marks a row whose printed A rounds up to 1.0 although
+    the paper's summary counts it as defended.
+    """
+    values = row.get(defense)
+    if values is None:
+        return None
+    if defense == "ispl" and "ispl_defended" in row:
+        return row["ispl_defended"]
+    return values["A"] < 100 * SUCCESS_THRESHOLD
 
 
 def percent(value):
@@ -161,9 +215,7 @@ def table2(summary, defenses, paper=None, dataset="digits"):
         header += [f"{label(defense)} {c}" for c in ("C", "A", "FP", "FN")]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for row_key in rows:
-        paper_row = None
-        if paper is not None and dataset.startswith("cifar10"):
-            paper_row = paper.get((row_key[1], row_key[2], row_key[3]))
+        theirs = paper_row(paper, row_key, dataset)
         cells = list(scenario_label(row_key))
         for defense in defenses:
             values = summary.get((row_key, defense))
@@ -171,10 +223,10 @@ def table2(summary, defenses, paper=None, dataset="digits"):
                 cells += [""] * 4
                 continue
             cells += [
-                with_paper(percent(values["C"]), paper_cell(paper_row, defense, "C")),
-                with_paper(percent(values["A"]), paper_cell(paper_row, defense, "A")),
-                with_paper(count(values["FP"]), paper_cell(paper_row, defense, "FP")),
-                with_paper(count(values["FN"]), paper_cell(paper_row, defense, "FN")),
+                with_paper(percent(values["C"]), paper_cell(theirs, defense, "C")),
+                with_paper(percent(values["A"]), paper_cell(theirs, defense, "A")),
+                with_paper(count(values["FP"]), paper_cell(theirs, defense, "FP")),
+                with_paper(count(values["FN"]), paper_cell(theirs, defense, "FN")),
             ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -204,19 +256,137 @@ def one_flip_note(records):
     )
 
 
-def success_table(records, defenses):
-    lines = [
-        "| defense | A < 1% (targeted TMR) | TMR < 1% (eq. 7, any flip) | runs |",
-        "| --- | --- | --- | --- |",
-    ]
+def paper_success_counts(records, defenses, paper, dataset):
+    """{defense: (scenarios paper 001 defends, scenarios)} over the paper's
+    rows for the scenarios each defense ran on; defenses its tables do not
+    give are left out."""
+    counts = {}
+    for defense in defenses:
+        rows = {}
+        for record in records:
+            row = paper_row(paper, scenario_row_key(record), dataset)
+            if record["defense"] == defense and row is not None:
+                rows[id(row)] = row
+        verdicts = [paper_defended(row, defense) for row in rows.values()]
+        verdicts = [v for v in verdicts if v is not None]
+        if verdicts:
+            counts[defense] = (sum(verdicts), len(verdicts))
+    return counts
+
+
+def success_table(records, defenses, paper_counts=None):
+    """Runs with A < 1% per defense; with ``paper_counts``, paper 001's
+    successes on the same scenarios beside them."""
+    header = "| defense | A < 1% (targeted TMR) | TMR < 1% (eq. 7, any flip) | runs |"
+    rule = "| --- | --- | --- | --- |"
+    if paper_counts:
+        header += " paper 001, same scenarios |"
+        rule += " --- |"
+    lines = [header, rule]
     targeted = success_counts(records, defenses, "targeted")
     any_flip = success_counts(records, defenses, "any")
     for defense in defenses:
-        lines.append(
+        line = (
             f"| {label(defense)} | {targeted[defense][0]} | {any_flip[defense][0]} "
             f"| {targeted[defense][1]} |"
         )
+        if paper_counts:
+            theirs = paper_counts.get(defense)
+            line += f" {theirs[0]} of {theirs[1]} |" if theirs else "  |"
+        lines.append(line)
     return "\n".join(lines)
+
+
+def attack_title(attack):
+    return ATTACK_TITLES.get(attack, attack)
+
+
+def attack_groups(records):
+    """``[(attack, records)]``, the attacks of :data:`ATTACK_TITLES` first."""
+    groups = defaultdict(list)
+    for record in records:
+        groups[record["scenario_params"]["attack"]].append(record)
+    order = list(ATTACK_TITLES)
+    return sorted(
+        groups.items(),
+        key=lambda item: (
+            order.index(item[0]) if item[0] in order else len(order),
+            item[0],
+        ),
+    )
+
+
+def paper_note(records, paper, dataset):
+    """Which of paper 001's tables stand beside ours, and how they differ."""
+    tables = defaultdict(set)
+    for row_key in {scenario_row_key(r) for r in records}:
+        row = paper_row(paper, row_key, dataset)
+        if row is not None:
+            tables[row["table"]].add(row_key[0])
+    if not tables:
+        return None
+    names = sorted(tables, key=lambda name: int(name.split()[-1]))
+    tier = dataset != "cifar10"
+    note = (
+        f"Paper 001's {' and '.join(names)} "
+        + ("values follow" if len(names) > 1 else "value follows")
+        + " ours in brackets (PreActResNet18, 100-epoch final model, median of 3 "
+        "seeds"
+        + (
+            "; all ten classes, so its FP and FN count a data set five times "
+            "larger than this tier's two classes)."
+            if tier
+            else ")."
+        )
+    )
+    attacks = set().union(*tables.values())
+    if any(attack.startswith("clbd-") for attack in attacks):
+        note += (
+            " Table 6 gives Oracle, ND and ISPL+B only. Its clean-label images are "
+            "those Turner et al. released (paper 001 does not say with which "
+            "budget); ours are perturbed here against a network of our own, so the "
+            "attacks are alike, not the same. Its A counts the triggered test "
+            "images of every class but the target"
+            + (", ours those of the pair's other class." if tier else ".")
+        )
+    if "adaptive-dlbd-1-to-1" in attacks:
+        note += " Table 10 gives ISPL+B only."
+    return note
+
+
+def backdoor_sections(records, paper, dataset):
+    """The per-scenario tables and success counts, one of each per attack
+    (titled when there are several)."""
+    groups = attack_groups(records)
+    tables, successes = [], []
+    for attack, group in groups:
+        heading = [f"### {attack_title(attack)}", ""] if len(groups) > 1 else []
+        defenses = ordered_defenses(group)
+        counts = paper_success_counts(group, defenses, paper, dataset)
+        tables += [*heading, table2(summarise(group), defenses, paper, dataset), ""]
+        successes += ["", *heading, success_table(group, defenses, counts)]
+    parts = ["", "## Per scenario (the shape of paper 001 Table 2)", ""]
+    note = paper_note(records, paper, dataset)
+    if note:
+        parts += [note, ""]
+    if any(
+        r["scenario_params"]["attack"].startswith("clbd-")
+        and r["scenario_params"].get("source") is None
+        for r in records
+    ):
+        parts += [
+            "A clean-label backdoor without a source class is measured on the "
+            "test images of every class but the target.",
+            "",
+        ]
+    return [
+        *parts,
+        *tables,
+        "## Successful defenses (A < 1%)",
+        "",
+        one_flip_note(records),
+        *successes,
+    ]
 
 
 def _minimax_order(record):
@@ -445,15 +615,20 @@ def write_plots(records, defenses, plot_dir, name):
 
 
 def split_configured(records):
-    """``(configured, variants)``: the two-class tier's runs as its grid now
-    defines them (network, epochs, defense parameters), and every other
-    configuration tried on it. Other grids are returned whole."""
-    tier = [r for r in records if r.get("grid") == TWO_CLASS_GRID]
+    """``(configured, variants)``: the CPU tiers' runs as their grids now
+    define them (network, epochs, defense parameters) for any of the
+    reference seeds, and every other configuration tried on them. Other
+    grids are returned whole."""
+    tier = [r for r in records if r.get("grid") in TIER_GRIDS]
     if not tier:
         return records, []
-    keys = {run.key for run in build_grid(TWO_CLASS_GRID)}
+    keys = {
+        run.key
+        for grid in {r["grid"] for r in tier}
+        for run in build_grid(grid, seeds=REFERENCE_SEEDS)
+    }
     configured = [
-        r for r in records if r.get("grid") != TWO_CLASS_GRID or r["key"] in keys
+        r for r in records if r.get("grid") not in TIER_GRIDS or r["key"] in keys
     ]
     variants = [r for r in tier if r["key"] not in keys]
     return configured, variants
@@ -514,34 +689,7 @@ def build_report(records, name, paper=None, plot_paths=()):
         parts += [scaling_table(backdoor)]
         backdoor = []
     if backdoor:
-        defenses = ordered_defenses(backdoor)
-        summary = summarise(backdoor)
-        parts += [
-            "",
-            "## Per scenario (the shape of paper 001 Table 2)",
-            "",
-        ]
-        if dataset.startswith("cifar10") and paper is not None:
-            parts += [
-                "Paper 001's Table 2 value follows ours in brackets (PreActResNet18, "
-                "100-epoch final model, median of 3 seeds"
-                + (
-                    "; all ten classes, so its FP and FN count a data set five "
-                    "times larger than this tier's two classes)."
-                    if dataset != "cifar10"
-                    else ")."
-                ),
-                "",
-            ]
-        parts += [
-            table2(summary, defenses, paper, dataset),
-            "",
-            "## Successful defenses (A < 1%)",
-            "",
-            one_flip_note(backdoor),
-            "",
-            success_table(backdoor, defenses),
-        ]
+        parts += backdoor_sections(backdoor, paper, dataset)
     if minimax:
         parts += [
             "",
@@ -599,7 +747,12 @@ def parse_arguments(argv=None):
     parser.add_argument("--out", required=True, help="markdown file to write")
     parser.add_argument("--plots", default=None, help="folder for the PNG plots")
     parser.add_argument("--name", default=None, help="default: the results file stem")
-    parser.add_argument("--paper", default=str(PAPER_TABLE))
+    parser.add_argument(
+        "--paper",
+        nargs="*",
+        default=[str(path) for path in PAPER_TABLES],
+        help="paper 001's tables as JSON (none: leave the paper's numbers out)",
+    )
     return parser.parse_args(argv)
 
 
@@ -611,7 +764,7 @@ def main(argv=None):
     if args.plots:
         defenses = ordered_defenses(records)
         plot_paths = write_plots(records, defenses, args.plots, name)
-    paper = load_paper_table(args.paper) if args.paper else None
+    paper = load_paper_tables(args.paper) if args.paper else None
     Path(args.out).write_text(build_report(records, name, paper, plot_paths))
     print(f"wrote {args.out}" + "".join(f", {p}" for p in plot_paths))
 

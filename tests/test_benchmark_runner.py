@@ -717,6 +717,84 @@ def test_a_digits_threat_run_reuses_its_attack(runner):
     json.dumps(first)
 
 
+def threat_record(run, tmr):
+    attack = importlib.import_module("grids").parse_network_attack(run.scenario)
+    name = f"clbd-{attack.norm}" if attack.kind == "clbd" else "adaptive-dlbd-1-to-1"
+    record = run_record(run, tmr, attack.source, attack.target, attack.fraction)
+    record["scenario_params"]["attack"] = name
+    if attack.source is None:
+        del record["scenario_params"]["source"]
+    return record
+
+
+def test_report_shows_the_threats_beside_tables_6_and_10(report, runner):
+    wanted = {"clbd-l2-600-0-to-2-0.2", "adaptive-2-to-5-pixel-0.1-seed100"}
+    runs = [
+        run
+        for run in runner.build_grid("cifar10-two-class-threats")
+        if run.scenario in wanted and run.defense in ("none", "ispl")
+    ]
+    records = [
+        threat_record(run, 0.6 if run.defense == "none" else 0.0) for run in runs
+    ]
+    markdown = report.build_report(records, "fake", report.load_paper_tables())
+    assert "### Clean-label backdoor, L2 perturbation" in markdown
+    assert "### Adaptive attacker" in markdown
+    assert "Paper 001's Table 6 and Table 10 values follow ours" in markdown
+    # Table 6, L2, target 2 at 20%: ND C 93.1 A 76.4; ISPL+B 90.6 20.3 3716 633.
+    assert (
+        "| 0 / 2 | 20 | 95.0 (93.1) | 60.0 (76.4) | 10 | 5 "
+        "| 95.0 (90.6) | 0.0 (20.3) | 10 (3716) | 0 (633) |"
+    ) in markdown
+    # Table 10, 2 / 5 at 10%: ISPL+B only, C 90.8 A 64.5 FP 3656 FN 336.
+    assert (
+        "| 2 / 5 | 10 | 95.0 | 60.0 | 10 | 5 "
+        "| 95.0 (90.8) | 0.0 (64.5) | 10 (3656) | 0 (336) |"
+    ) in markdown
+    # The paper lost both scenarios that ISPL+B won here.
+    assert markdown.count("| ISPL+B | 1 | 1 | 1 | 0 of 1 |") == 2
+    assert "Other configurations tried" not in markdown
+
+
+def test_report_says_where_a_clbd_without_source_is_measured(report, runner):
+    run = runner.build_grid("clbd")[0]
+    markdown = report.build_report([threat_record(run, 0.0)], "fake")
+    assert "every class but the target" in markdown
+    assert "| all / 0 | 5 |" in markdown
+
+
+def test_paper_tables_6_and_10_load_with_their_summaries(report):
+    paper = report.load_paper_tables()
+    assert len(paper) == 24 + 45 + 24
+    table6 = [row for row in paper.values() if row["table"] == "Table 6"]
+    assert {(row["attack"], row["target"], row["eps_percent"]) for row in table6} == {
+        (f"clbd-{m}", t, e)
+        for m in ("gan", "l2", "linf")
+        for t in (0, 2, 4, 7, 9)
+        for e in (5, 10, 20)
+    }
+    assert paper["clbd-linf", None, 2, 0.1]["none"] == {"C": 93.3, "A": 52.9}
+    assert paper["adaptive-dlbd-1-to-1", 3, 5, 0.2]["ispl"] == {
+        "C": 90.4,
+        "A": 69.4,
+        "FP": 4162,
+        "FN": 731,
+    }
+
+    def defended(attack):
+        rows = [row for row in paper.values() if row["attack"] == attack]
+        return sum(report.paper_defended(row, "ispl") for row in rows), len(rows)
+
+    # Table 1 and App. D.2.3: 41 of 45 CLBD, 22 and 20 of 24 DLBD scenarios.
+    assert [defended(f"clbd-{m}") for m in ("gan", "l2", "linf")] == [
+        (14, 15),
+        (12, 15),
+        (15, 15),
+    ]
+    assert defended("dlbd-1-to-1") == (22, 24)
+    assert defended("adaptive-dlbd-1-to-1") == (20, 24)
+
+
 @pytest.mark.skipif(
     importlib.util.find_spec("ray") is None, reason="ray is not installed"
 )
