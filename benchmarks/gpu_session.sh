@@ -26,6 +26,9 @@
 #   baselines  SS / AC / ITLM on the same 24 scenarios
 #   scaling    ISPL+B fit time at 10k / 25k / 50k samples
 #   paper002   the minimax variants on paper 002's grid
+#   clbd       the clean-label backdoor grid (paper 001 Table 6): ISPL+B, ND
+#              and the oracle on its 30 scenarios, then SS / AC / ITLM
+#   adaptive   the adaptive attacker grid (paper 001 Table 10), the same way
 #   paper      the paper preset (PreActResNet18, 100-epoch final model) on
 #              0->2 and 7->4 at 10%; one run outlasts a command: start it
 #              with `start paper` and follow it with `follow` (below)
@@ -130,6 +133,7 @@ run_stage() {
         ;;
     scaling) grid cifar10-scaling.jsonl --grid scaling "$@" ;;
     paper002) grid cifar10-paper002-fast.jsonl --grid paper002 "$@" ;;
+    clbd | adaptive) grid cifar10-threats-fast.jsonl --grid "$stage" "$@" ;;
     paper)
         deadline=$((SECONDS + 86400))
         grid cifar10-paper.jsonl --grid dlbd --preset paper --seeds 100 \

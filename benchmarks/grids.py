@@ -82,9 +82,9 @@ PAPER_ITLM_KEEP = {0.05: 0.98, 0.1: 0.96, 0.2: 0.92}
 # CIFAR-10 sets perturbed within L2 300 or 600 and L-infinity 8 or 16 (0-255
 # pixel units); paper 001 App. B does not say which it used. We take the
 # larger budget of each norm: our perturbations come from a standard network
-# trained briefly (Turner et al.'s from adversarially trained ones, which
-# transfer better), and the larger budget makes the attack more likely to
-# work on an undefended model. The budget is part of the scenario id, so the
+# (Turner et al.'s from adversarially trained ones, which transfer better),
+# and the larger budget makes the attack more likely to work on an
+# undefended model. The budget is part of the scenario id, so the
 # smaller ones can be added beside these without changing any key.
 CLBD_BUDGETS = {"linf": 16, "l2": 600}
 # Table 6 attacks these targets, each at 5/10/20% of the target class.
