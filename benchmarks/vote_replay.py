@@ -1,0 +1,120 @@
+"""Replay ISPL+B's vote offline from a probe's saved weak learners.
+
+``ispl_probe.py --save FILE.npz`` stores every core set and every weak
+learner's logits on the training and test images. This script reads such a
+file and writes one JSON line per learner (its core set's size, class counts
+and poison, its accuracy on the clean training samples outside its core set
+and on the clean test images, and its "trust": the share of the poisoned
+samples outside its core set that it predicts as the target) and one per vote
+rule (FP and FN of the reference's modal vote, of the vote without a
+learner's own core set, and of stricter agreement thresholds)::
+
+    python benchmarks/vote_replay.py FILE.npz --scenario 3-to-5-ell-0.1-seed100 \\
+        --out benchmarks/results/cifar10-two-class-vote-replay.jsonl
+"""
+
+import argparse
+import json
+
+import numpy as np
+
+AGREEMENT_THRESHOLDS = (0.5, 0.6, 0.67, 0.75)
+
+
+def load_probe(path):
+    """The saved probe, labels encoded as the learners' class indices."""
+    saved = np.load(path)
+    classes = saved["classes"]
+    return {
+        "y": np.searchsorted(classes, saved["y"]),
+        "y_test": np.searchsorted(classes, saved["y_test"]),
+        "is_poison": saved["is_poison"],
+        "component_of": saved["component_of"],
+        "bags": saved["component_bags"],
+        "votes": saved["train_logits"].argmax(-1),
+        "test_votes": saved["test_logits"].argmax(-1),
+    }
+
+
+def own_core_sets(probe):
+    """``(n_learners, n_samples)``: whether a sample is in a learner's core set."""
+    learners = np.arange(len(probe["bags"]))
+    return probe["component_of"][probe["bags"]] == learners[:, None]
+
+
+def learner_rows(probe):
+    y, poison = probe["y"], probe["is_poison"]
+    target = int(np.bincount(y[poison]).argmax())
+    own = own_core_sets(probe)
+    rows = []
+    for index, (votes, core) in enumerate(zip(probe["votes"], own, strict=True)):
+        outside_clean = ~core & ~poison
+        outside_poison = ~core & poison
+        rows.append(
+            {
+                "learner": index,
+                "bag": int(probe["bags"][index]),
+                "core_size": int(core.sum()),
+                "core_clean_per_class": np.bincount(
+                    y[core & ~poison], minlength=int(y.max()) + 1
+                ).tolist(),
+                "core_poison": int((core & poison).sum()),
+                "acc_clean_outside_core": _share(
+                    votes[outside_clean] == y[outside_clean]
+                ),
+                "acc_clean_test": _share(probe["test_votes"][index] == probe["y_test"]),
+                "trust_poison_outside_core": _share(votes[outside_poison] == target),
+            }
+        )
+    return rows
+
+
+def vote_rows(probe, seed=0):
+    y, poison = probe["y"], probe["is_poison"]
+    agrees = probe["votes"] == y
+    own = own_core_sets(probe)
+    rows = []
+    for name, eligible in (("every learner", ~own | own), ("not own core", ~own)):
+        share = (agrees & eligible).sum(0) / np.maximum(eligible.sum(0), 1)
+        ties = share == 0.5
+        coin = np.random.RandomState(seed).rand(len(y)) < 0.5
+        keep = (share > 0.5) | (ties & coin)
+        rows.append(_counts(f"mode, {name}", keep, poison))
+        for threshold in AGREEMENT_THRESHOLDS[1:]:
+            rows.append(
+                _counts(f"agreement > {threshold}, {name}", share > threshold, poison)
+            )
+    return rows
+
+
+def _counts(rule, keep, poison):
+    return {
+        "rule": rule,
+        "fp": int((~keep & ~poison).sum()),
+        "fn": int((keep & poison).sum()),
+    }
+
+
+def _share(hits):
+    return round(float(hits.mean()), 3) if hits.size else None
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("probe", help=".npz written by ispl_probe.py --save")
+    parser.add_argument("--scenario", required=True)
+    parser.add_argument("--params", type=json.loads, default={})
+    parser.add_argument("--out", required=True, help="JSON-lines file to append to")
+    args = parser.parse_args(argv)
+    probe = load_probe(args.probe)
+    records = [{"kind": "learner", **row} for row in learner_rows(probe)]
+    records += [{"kind": "vote", **row} for row in vote_rows(probe)]
+    with open(args.out, "a") as file:
+        for record in records:
+            record.update(scenario=args.scenario, params=args.params)
+            print(json.dumps(record))
+            file.write(json.dumps(record) + "\n")
+
+
+if __name__ == "__main__":
+    main()
