@@ -177,7 +177,9 @@ class BaseSanitizer(
     phases with :meth:`_phase` into ``phase_seconds_``.
     """
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    # False, as scikit-learn does for estimators that wrap a user's one
+    # (SelectFromModel): a user's `net` keeps its own validation.
+    @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
         """Decide which samples of ``(X, y)`` to keep.
 

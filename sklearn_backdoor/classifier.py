@@ -84,7 +84,9 @@ class NetworkClassifier(NetworkEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.device = device
         self.verbose = verbose
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    # False, as scikit-learn does for estimators that wrap a user's one
+    # (SelectFromModel): a user's `net` keeps its own validation.
+    @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
         """Train a fresh network on ``(X, y)``.
 
