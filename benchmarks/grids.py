@@ -163,12 +163,13 @@ def digits_scenario_ids():
 
 def digits_robust_scenario_ids():
     """The trigger in each corner on the robustness pairs at 5/10/20%, e.g.
-    ``digits-br-0-to-7-0.05``."""
+    ``digits-br-0-to-7-0.05``; fraction by fraction, so that a grid stopped
+    early has seen every corner and every pair."""
     return [
         f"digits-{corner}-{source}-to-{target}-{fraction}"
-        for corner in CORNER_TRIGGERS
-        for source, target in DIGITS_ROBUST_PAIRS
         for fraction in DIGITS_FRACTIONS
+        for source, target in DIGITS_ROBUST_PAIRS
+        for corner in CORNER_TRIGGERS
     ]
 
 
