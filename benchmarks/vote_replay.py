@@ -18,6 +18,8 @@ import json
 
 import numpy as np
 
+from sklearn_backdoor.incompatibility import in_core_sets, vote_by_mode
+
 AGREEMENT_THRESHOLDS = (0.5, 0.6, 0.67, 0.75)
 
 
@@ -38,8 +40,12 @@ def load_probe(path):
 
 def own_core_sets(probe):
     """``(n_learners, n_samples)``: whether a sample is in a learner's core set."""
-    learners = np.arange(len(probe["bags"]))
-    return probe["component_of"][probe["bags"]] == learners[:, None]
+    n_learners, n_samples = len(probe["bags"]), len(probe["y"])
+    cores = [
+        np.flatnonzero(probe["component_of"][bag] == learner)
+        for learner, bag in zip(range(n_learners), probe["bags"], strict=True)
+    ]
+    return in_core_sets(cores, n_samples)
 
 
 def learner_rows(probe):
@@ -70,20 +76,19 @@ def learner_rows(probe):
 
 
 def vote_rows(probe, seed=0):
+    """FP and FN of the library's modal vote (every learner, or not on its own
+    core set) and of stricter shares of agreeing votes."""
     y, poison = probe["y"], probe["is_poison"]
-    agrees = probe["votes"] == y
     own = own_core_sets(probe)
     rows = []
-    for name, eligible in (("every learner", ~own | own), ("not own core", ~own)):
-        share = (agrees & eligible).sum(0) / np.maximum(eligible.sum(0), 1)
-        ties = share == 0.5
-        coin = np.random.RandomState(seed).rand(len(y)) < 0.5
-        keep = (share > 0.5) | (ties & coin)
+    for name, eligible in (("every learner", None), ("not own core", ~own)):
+        keep, disagreement = vote_by_mode(
+            probe["votes"], y, 1, np.random.RandomState(seed), eligible=eligible
+        )
         rows.append(_counts(f"mode, {name}", keep, poison))
         for threshold in AGREEMENT_THRESHOLDS[1:]:
-            rows.append(
-                _counts(f"agreement > {threshold}, {name}", share > threshold, poison)
-            )
+            agree = 1 - disagreement > threshold
+            rows.append(_counts(f"agreement > {threshold}, {name}", agree, poison))
     return rows
 
 
