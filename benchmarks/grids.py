@@ -2,13 +2,16 @@
 
 A run is fully described by a :class:`Run`: its fields name a data set, an
 attack scenario, a defense with its parameters, a network, the epochs of the
-final model and a seed. Everything here is deterministic, so a grid always
-lists the same runs with the same keys, which is what lets the runner resume.
+final model and a seed. A scenario is an object of one of the scenario
+classes below; a run records its ``name``, and :func:`scenario_by_name` gives
+the object back. Everything here is deterministic, so a grid always lists the
+same runs with the same keys, which is what lets the runner resume.
 """
 
+import functools
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -23,6 +26,7 @@ from sklearn_backdoor.poisoning import (
     REFERENCE_FRACTIONS,
     REFERENCE_PAIRS,
     WATERMARK_NAMES,
+    BackdoorScenario,
     PatchTrigger,
     PoisonedDataset,
     checkerboard_trigger,
@@ -55,8 +59,19 @@ CIFAR_SHAPE = (32, 32, 3)
 ALL_TO_ONE_TARGETS = (2, 3, 5, 7)
 PAPER002_ATTACKS = (("checkerboard", 0.15), ("checkerboard", 0.35), ("blend", 0.15))
 
-SANITIZERS = ("ss", "ac", "itlm", "ispl")
-PAPER001_DEFENSES = ("none", "oracle", *SANITIZERS)
+# Defenses, by the names run keys and results files give them: the undefended
+# model, the oracle (trained on exactly the clean samples), paper 001's
+# sanitizers (SS, AC, ITLM and ISPL+B) and paper 002's minimax trainer.
+NO_DEFENSE = "none"
+ORACLE = "oracle"
+SPECTRAL_SIGNATURES = "ss"
+ACTIVATION_CLUSTERING = "ac"
+ITLM = "itlm"
+ISPL = "ispl"
+BASELINE_DEFENSES = (SPECTRAL_SIGNATURES, ACTIVATION_CLUSTERING, ITLM)
+SANITIZERS = (*BASELINE_DEFENSES, ISPL)
+PAPER001_DEFENSES = (NO_DEFENSE, ORACLE, *SANITIZERS)
+MINIMAX_PREFIX = "minimax-"
 MINIMAX_VARIANTS = {
     # name: (noisy-label strategy, adversarial training on?)
     "standard": ("none", False),
@@ -65,7 +80,7 @@ MINIMAX_VARIANTS = {
     "spl-at": ("spl", True),
     "bootstrap-at": ("bootstrap", True),
 }
-MINIMAX_DEFENSES = tuple(f"minimax-{name}" for name in MINIMAX_VARIANTS)
+MINIMAX_DEFENSES = tuple(f"{MINIMAX_PREFIX}{name}" for name in MINIMAX_VARIANTS)
 DEFENSES = (*PAPER001_DEFENSES, *MINIMAX_DEFENSES)
 
 # Final-model epochs of the default preset: NetworkClassifier's default for
@@ -107,7 +122,8 @@ class Run:
         Name of the grid the run belongs to.
     dataset : {"digits", "cifar10"}
     scenario : str
-        Scenario id understood by :func:`make_poisoned` (see :func:`scenario_ids`).
+        Name of the run's scenario: :func:`scenario_by_name` gives the
+        scenario itself.
     defense : str
         One of :data:`DEFENSES`.
     net : str
@@ -152,67 +168,6 @@ class Run:
 # ---------------------------------------------------------------------------
 
 
-def digits_scenario_ids():
-    """1-to-1 corner-patch scenarios on digits, e.g. ``digits-0-to-7-0.05``."""
-    return [
-        f"digits-{source}-to-{target}-{fraction}"
-        for source, target in DIGITS_PAIRS
-        for fraction in DIGITS_FRACTIONS
-    ]
-
-
-def digits_robust_scenario_ids():
-    """The trigger in each corner on the robustness pairs at 5/10/20%, e.g.
-    ``digits-br-0-to-7-0.05``; fraction by fraction, so that a grid stopped
-    early has seen every corner and every pair."""
-    return [
-        f"digits-{corner}-{source}-to-{target}-{fraction}"
-        for fraction in DIGITS_FRACTIONS
-        for source, target in DIGITS_ROBUST_PAIRS
-        for corner in CORNER_TRIGGERS
-    ]
-
-
-def reference_scenario_ids(seeds=REFERENCE_SEEDS):
-    """The 24 reference DLBD scenarios per seed, e.g. ``0-to-2-pixel-0.05-seed100``."""
-    return [s.name for seed in seeds for s in reference_scenarios(seed)]
-
-
-def extra_scenario_ids(kind):
-    """Scenario ids of the all-to-1, all-to-all, WATERMARK and paper-002 attacks."""
-    if kind == "all-to-one":
-        return [
-            f"all-to-{t}-{f}" for t in ALL_TO_ONE_TARGETS for f in REFERENCE_FRACTIONS
-        ]
-    if kind == "all-to-all":
-        return [f"all-to-all-{f}" for f in REFERENCE_FRACTIONS]
-    if kind == "watermark":
-        return [
-            f"watermark-{s}-to-{t}-{f}"
-            for s, t in REFERENCE_PAIRS
-            for f in REFERENCE_FRACTIONS
-        ]
-    if kind == "paper002":
-        return [f"flip-{name}-{f}" for name, f in PAPER002_ATTACKS]
-    raise ValueError(f"unknown scenario kind {kind!r}")
-
-
-def _reference_by_name():
-    return {s.name: s for seed in REFERENCE_SEEDS for s in reference_scenarios(seed)}
-
-
-def _reference_for_target(target):
-    """The first seed-100 reference scenario aimed at ``target`` (for its trigger)."""
-    return next(s for s in reference_scenarios(100) if s.target == target)
-
-
-def _watermark_for_pair(source, target):
-    # The paper draws one of its four watermarks per scenario; we cycle them
-    # over the reference pairs so that each is used twice.
-    index = REFERENCE_PAIRS.index((source, target))
-    return watermark_trigger(WATERMARK_NAMES[index % len(WATERMARK_NAMES)])
-
-
 @dataclass(frozen=True)
 class Attacker:
     """What the attacks that train networks take from the run's setting.
@@ -234,58 +189,239 @@ class Attacker:
     reference_epochs: int = CLBD_REFERENCE_EPOCHS
 
 
-@dataclass(frozen=True)
-class NetworkAttack:
-    """A parsed scenario id of an attack that trains networks on the data.
+DEFAULT_ATTACKER = Attacker()
 
-    ``kind`` is ``"clbd"`` or ``"adaptive"``; ``source`` is None when a CLBD
-    scenario acts on every class but the target; ``reference`` is the
-    reference DLBD scenario whose trigger the CIFAR-10 adaptive attacker uses
-    (None on digits, which use the 3-pixel corner trigger).
+
+class Scenario:
+    """What every scenario class below gives; each is a frozen dataclass.
+
+    A scenario has a ``name`` (its id in run keys and results files), a
+    poison ``fraction``, and ``poison(X, y, seed, attacker, device)``, which
+    returns the poisoned :class:`PoisonedDataset` and the scenario's
+    parameters for the results file. ``seed`` selects the poisoned samples
+    (a reference scenario selects them by its own seed). Only the attacks
+    that train networks on the data (``trains_networks``: CLBD and the
+    adaptive attacker) use ``attacker`` (an :class:`Attacker`) and
+    ``device``.
     """
 
-    kind: str
-    source: int | None
+    trains_networks = False
+
+
+def _pair_and_fraction(source, target, fraction):
+    """``0-to-7-0.05``, the part of many ids; ``source=None`` is ``all``."""
+    source = "all" if source is None else source
+    return f"{source}-to-{target}-{fraction}"
+
+
+def _one_to_one(scenario, X, y, trigger, trigger_name, seed):
+    """Dirty-label 1-to-1 poison of ``scenario``'s pair with ``trigger``."""
+    poisoned = dirty_label_backdoor(
+        X,
+        y,
+        trigger,
+        source=scenario.source,
+        target=scenario.target,
+        poison_fraction=scenario.fraction,
+        random_state=seed,
+    )
+    return poisoned, _one_to_one_params("dlbd-1-to-1", scenario, trigger=trigger_name)
+
+
+def _one_to_one_params(attack, scenario, **trigger):
+    """The parameters every 1-to-1 attack gives the results file first."""
+    return {
+        "attack": attack,
+        "source": scenario.source,
+        "target": scenario.target,
+        **trigger,
+        "poison_fraction": scenario.fraction,
+    }
+
+
+def _reference_trigger_params(reference):
+    """The trigger of a reference scenario, for the results file."""
+    return {
+        "trigger": reference.method,
+        "position": list(reference.position),
+        "color": list(reference.color),
+    }
+
+
+@dataclass(frozen=True)
+class CornerPatch(Scenario):
+    """Dirty-label 1-to-1 on digits with the 3-pixel corner trigger.
+
+    ``corner=None`` is the top-left trigger of the first digits grid, whose
+    ids do not name it (``digits-0-to-7-0.05``); the robustness grid names
+    each corner of :data:`CORNER_TRIGGERS` (``digits-br-0-to-7-0.05``).
+    """
+
+    source: int
     target: int
     fraction: float
-    norm: str | None = None
-    budget: int | None = None
-    reference: object = None
+    corner: str | None = None
+
+    @property
+    def name(self):
+        corner = "" if self.corner is None else f"{self.corner}-"
+        pair = _pair_and_fraction(self.source, self.target, self.fraction)
+        return f"digits-{corner}{pair}"
+
+    def poison(self, X, y, seed, attacker=DEFAULT_ATTACKER, device="auto"):
+        if self.corner is None:
+            return _one_to_one(self, X, y, CORNER_TRIGGER, "corner-3px", seed)
+        trigger = CORNER_TRIGGERS[self.corner]
+        return _one_to_one(self, X, y, trigger, f"corner-3px-{self.corner}", seed)
 
 
-def parse_network_attack(scenario):
-    """The :class:`NetworkAttack` of ``scenario``, or None for other attacks.
+@dataclass(frozen=True)
+class Watermark(Scenario):
+    """Dirty-label 1-to-1 on a reference pair with one of the four
+    watermarks blended in, e.g. ``watermark-0-to-2-0.1``."""
 
-    Ids: ``clbd-{norm}-{budget}-{source}-to-{target}-{fraction}`` (source
-    ``all`` or a class), ``adaptive-{reference scenario name}``, and on
-    digits ``digits-clbd-...`` and ``digits-adaptive-{source}-to-{target}-
-    {fraction}``.
-    """
-    name = scenario.removeprefix("digits-")
-    parts = name.split("-")
-    if parts[0] == "clbd":
-        _, norm, budget, source, _, target, fraction = parts
-        return NetworkAttack(
-            "clbd",
-            None if source == "all" else int(source),
-            int(target),
-            float(fraction),
-            norm,
-            int(budget),
+    source: int
+    target: int
+    fraction: float
+
+    @property
+    def name(self):
+        return (
+            f"watermark-{_pair_and_fraction(self.source, self.target, self.fraction)}"
         )
-    if parts[0] != "adaptive":
-        return None
-    if name != scenario:
-        _, source, _, target, fraction = parts
-        return NetworkAttack("adaptive", int(source), int(target), float(fraction))
-    reference = _reference_by_name()[name.removeprefix("adaptive-")]
-    return NetworkAttack(
-        "adaptive",
-        reference.source,
-        reference.target,
-        reference.poison_fraction,
+
+    @property
+    def watermark(self):
+        """The watermark's name.
+
+        The paper draws one of its four watermarks per scenario; we cycle
+        them over the reference pairs so that each is used twice.
+        """
+        index = REFERENCE_PAIRS.index((self.source, self.target))
+        return WATERMARK_NAMES[index % len(WATERMARK_NAMES)]
+
+    def poison(self, X, y, seed, attacker=DEFAULT_ATTACKER, device="auto"):
+        trigger = watermark_trigger(self.watermark)
+        return _one_to_one(self, X, y, trigger, f"watermark-{self.watermark}", seed)
+
+
+@dataclass(frozen=True)
+class ReferenceDlbd(Scenario):
+    """One of the authors' reference CIFAR-10 scenarios (``reference``, with
+    its pair and fraction: :func:`on_reference`), under its own name
+    (``0-to-2-pixel-0.05-seed100``); it selects its samples by its own seed."""
+
+    source: int
+    target: int
+    fraction: float
+    reference: BackdoorScenario
+
+    @property
+    def name(self):
+        return self.reference.name
+
+    def poison(self, X, y, seed, attacker=DEFAULT_ATTACKER, device="auto"):
+        reference = self.reference
+        trigger_params = _reference_trigger_params(reference)
+        params = _one_to_one_params("dlbd-1-to-1", self, **trigger_params)
+        params["selection_seed"] = reference.selection_seed
+        params["generator_seed"] = reference.seed
+        return reference.poison(X, y), params
+
+
+def on_reference(scenario_class, reference):
+    """A ``scenario_class`` on the pair and fraction of ``reference``, a
+    reference scenario (:class:`ReferenceDlbd` or :class:`Adaptive`)."""
+    return scenario_class(
+        source=reference.source,
+        target=reference.target,
+        fraction=reference.poison_fraction,
         reference=reference,
     )
+
+
+def _reference_for_target(target):
+    """The first seed-100 reference scenario aimed at ``target`` (for its trigger)."""
+    return next(s for s in reference_scenarios(100) if s.target == target)
+
+
+@dataclass(frozen=True)
+class FromAllClasses(Scenario):
+    """Dirty-label poison drawn from every class: all-to-1 toward ``target``
+    (``all-to-2-0.1``) or, with ``target=None``, all-to-all, each poisoned
+    sample labelled as the next class (``all-to-all-0.1``).
+
+    The trigger is that of the first seed-100 reference scenario aimed at
+    ``target`` (at class 2 for all-to-all).
+    """
+
+    target: int | None
+    fraction: float
+
+    @property
+    def name(self):
+        target = "all" if self.target is None else self.target
+        return f"all-to-{target}-{self.fraction}"
+
+    def poison(self, X, y, seed, attacker=DEFAULT_ATTACKER, device="auto"):
+        all_to_all = self.target is None
+        mode = "all-to-all" if all_to_all else "all-to-one"
+        reference = _reference_for_target(2 if all_to_all else self.target)
+        poisoned = dirty_label_backdoor(
+            X,
+            y,
+            reference.trigger(),
+            target=self.target,
+            poison_fraction=self.fraction,
+            mode=mode,
+            random_state=seed,
+        )
+        params = {
+            "attack": f"dlbd-{mode}",
+            **({"offset": 1} if all_to_all else {"target": self.target}),
+            "trigger": f"as {reference.name}",
+            "poison_fraction": self.fraction,
+        }
+        return poisoned, params
+
+
+@dataclass(frozen=True)
+class LabelFlip(Scenario):
+    """Paper 002's label flip with a named trigger: ``"corner-3px"`` on digits
+    (``digits-flip-0.25``), ``"checkerboard"`` or ``"blend"`` on CIFAR-10
+    (``flip-checkerboard-0.15``)."""
+
+    trigger_name: str
+    fraction: float
+
+    @property
+    def name(self):
+        if self.trigger_name == "corner-3px":
+            return f"digits-flip-{self.fraction}"
+        return f"flip-{self.trigger_name}-{self.fraction}"
+
+    def trigger(self):
+        """The trigger that :attr:`trigger_name` names."""
+        if self.trigger_name == "corner-3px":
+            return CORNER_TRIGGER
+        if self.trigger_name == "checkerboard":
+            return checkerboard_trigger(CIFAR_SHAPE)
+        return noise_blend_trigger(CIFAR_SHAPE)
+
+    def poison(self, X, y, seed, attacker=DEFAULT_ATTACKER, device="auto"):
+        poisoned = label_flip_backdoor(
+            X,
+            y,
+            self.trigger(),
+            poison_fraction=self.fraction,
+            random_state=seed,
+        )
+        params = {
+            "attack": "label-flip",
+            "trigger": self.trigger_name,
+            "poison_fraction": self.fraction,
+        }
+        return poisoned, params
 
 
 def clbd_eps(norm, budget, image_shape):
@@ -301,81 +437,224 @@ def clbd_eps(norm, budget, image_shape):
     return eps
 
 
-def _clean_label(attack, X, y, seed, attacker, device):
-    eps = clbd_eps(attack.norm, attack.budget, X.shape[1:])
-    poisoned = clean_label_backdoor(
-        X,
-        y,
-        target=attack.target,
-        poison_fraction=attack.fraction,
-        norm=attack.norm,
-        eps=eps,
-        net=attacker.net,
-        reference_epochs=attacker.reference_epochs,
-        device=device,
-        random_state=seed,
-    )
-    params = {
-        "attack": f"clbd-{attack.norm}",
-        "target": attack.target,
-        "trigger": "four-corner-checkerboard",
-        "poison_fraction": attack.fraction,
-        "budget_255": attack.budget,
-        "eps": eps,
-        "pgd_steps": DEFAULT_STEPS,
-        "reference_net": attacker.net,
-        "reference_epochs": attacker.reference_epochs,
-    }
-    if attack.source is not None:
-        params["source"] = attack.source
-    return poisoned, params
+@dataclass(frozen=True)
+class CleanLabel(Scenario):
+    """Turner et al.'s clean-label backdoor (CLBD, paper 001 Table 6).
 
+    Images of the target class are perturbed within ``budget`` (0-255 pixel
+    units, :func:`clbd_eps`) in the ``norm`` by a reference network trained
+    on the clean data, then given the four-corner checkerboard. ``source``
+    is the class attacked at test time; None attacks every class but the
+    target. Ids: ``clbd-linf-16-all-to-2-0.1``, ``clbd-l2-600-7-to-4-0.2``,
+    on digits ``digits-clbd-l2-600-all-to-8-0.2``.
+    """
 
-def _adaptive(attack, X, y, seed, attacker, device):
-    reference = attack.reference
-    if reference is None:
-        trigger, trigger_params = CORNER_TRIGGER, {"trigger": "corner-3px"}
-    else:
-        trigger = reference.trigger()
-        trigger_params = {
-            "trigger": reference.method,
-            "position": list(reference.position),
-            "color": list(reference.color),
-            "generator_seed": reference.seed,
+    trains_networks = True
+
+    norm: str
+    budget: int
+    source: int | None
+    target: int
+    fraction: float
+    dataset: str = "cifar10"
+
+    @property
+    def name(self):
+        prefix = "digits-" if self.dataset == "digits" else ""
+        pair = _pair_and_fraction(self.source, self.target, self.fraction)
+        return f"{prefix}clbd-{self.norm}-{self.budget}-{pair}"
+
+    def poison(self, X, y, seed, attacker=DEFAULT_ATTACKER, device="auto"):
+        eps = clbd_eps(self.norm, self.budget, X.shape[1:])
+        poisoned = clean_label_backdoor(
+            X,
+            y,
+            target=self.target,
+            poison_fraction=self.fraction,
+            norm=self.norm,
+            eps=eps,
+            net=attacker.net,
+            reference_epochs=attacker.reference_epochs,
+            device=device,
+            random_state=seed,
+        )
+        params = {
+            "attack": f"clbd-{self.norm}",
+            "target": self.target,
+            "trigger": "four-corner-checkerboard",
+            "poison_fraction": self.fraction,
+            "budget_255": self.budget,
+            "eps": eps,
+            "pgd_steps": DEFAULT_STEPS,
+            "reference_net": attacker.net,
+            "reference_epochs": attacker.reference_epochs,
         }
-    clustering = IncompatibilityClustering(
-        net=attacker.net, random_state=seed, device=device, **dict(attacker.ispl_params)
-    )
-    poisoned, partition = adaptive_backdoor(
-        X,
-        y,
-        trigger,
-        clustering=clustering,
-        target=attack.target,
-        source=attack.source,
-        poison_fraction=attack.fraction,
-        random_state=seed,
-    )
-    params = {
-        "attack": "adaptive-dlbd-1-to-1",
-        "source": attack.source,
-        "target": attack.target,
-        **trigger_params,
-        "poison_fraction": attack.fraction,
-        "attacker_net": attacker.net,
-        "attacker_ispl_params": dict(attacker.ispl_params),
-        "partition_sizes": [int(len(part)) for part in partition],
-        "partition_poison": [int(poisoned.is_poison[part].sum()) for part in partition],
-    }
-    return poisoned, params
+        if self.source is not None:
+            params["source"] = self.source
+        return poisoned, params
 
 
-def make_poisoned(scenario, X, y, seed, attacker=None, device="auto"):
-    """Poison ``(X, y)`` as scenario id ``scenario`` describes.
+@dataclass(frozen=True)
+class Adaptive(Scenario):
+    """Paper 001's adaptive attacker (App. D.2.3, Table 10): dirty-label
+    1-to-1 poison spread over the partition ISPL finds on the data.
 
-    ``attacker`` (an :class:`Attacker`, default ``Attacker()``) and
-    ``device`` matter only to the attacks that train networks (CLBD and the
-    adaptive attacker).
+    On CIFAR-10 it takes the pair, fraction and trigger of a reference
+    scenario (:func:`on_reference`, ``adaptive-0-to-2-pixel-0.1-seed100``);
+    on digits, with ``reference=None``, the 3-pixel corner trigger
+    (``digits-adaptive-0-to-7-0.1``).
+    """
+
+    trains_networks = True
+
+    source: int
+    target: int
+    fraction: float
+    reference: BackdoorScenario | None = None
+
+    @property
+    def name(self):
+        if self.reference is None:
+            pair = _pair_and_fraction(self.source, self.target, self.fraction)
+            return f"digits-adaptive-{pair}"
+        return f"adaptive-{self.reference.name}"
+
+    def poison(self, X, y, seed, attacker=DEFAULT_ATTACKER, device="auto"):
+        if self.reference is None:
+            trigger, trigger_params = CORNER_TRIGGER, {"trigger": "corner-3px"}
+        else:
+            trigger = self.reference.trigger()
+            trigger_params = {
+                **_reference_trigger_params(self.reference),
+                "generator_seed": self.reference.seed,
+            }
+        clustering = IncompatibilityClustering(
+            net=attacker.net,
+            random_state=seed,
+            device=device,
+            **dict(attacker.ispl_params),
+        )
+        poisoned, partition = adaptive_backdoor(
+            X,
+            y,
+            trigger,
+            clustering=clustering,
+            target=self.target,
+            source=self.source,
+            poison_fraction=self.fraction,
+            random_state=seed,
+        )
+        params = _one_to_one_params("adaptive-dlbd-1-to-1", self, **trigger_params)
+        return poisoned, params | {
+            "attacker_net": attacker.net,
+            "attacker_ispl_params": dict(attacker.ispl_params),
+            "partition_sizes": [int(len(part)) for part in partition],
+            "partition_poison": [
+                int(poisoned.is_poison[part].sum()) for part in partition
+            ],
+        }
+
+
+DIGITS_LABEL_FLIP = LabelFlip(trigger_name="corner-3px", fraction=DIGITS_FLIP_FRACTION)
+
+
+def digits_scenarios():
+    """1-to-1 corner-patch scenarios on digits, e.g. ``digits-0-to-7-0.05``."""
+    return [
+        CornerPatch(source=source, target=target, fraction=fraction)
+        for source, target in DIGITS_PAIRS
+        for fraction in DIGITS_FRACTIONS
+    ]
+
+
+def digits_robust_scenarios():
+    """The trigger in each corner on the robustness pairs at 5/10/20%, e.g.
+    ``digits-br-0-to-7-0.05``; fraction by fraction, so that a grid stopped
+    early has seen every corner and every pair."""
+    return [
+        CornerPatch(source=source, target=target, fraction=fraction, corner=corner)
+        for fraction in DIGITS_FRACTIONS
+        for source, target in DIGITS_ROBUST_PAIRS
+        for corner in CORNER_TRIGGERS
+    ]
+
+
+def reference_dlbd_scenarios(seeds=REFERENCE_SEEDS):
+    """The 24 reference DLBD scenarios per seed, e.g. ``0-to-2-pixel-0.05-seed100``."""
+    return [
+        on_reference(ReferenceDlbd, s)
+        for seed in seeds
+        for s in reference_scenarios(seed)
+    ]
+
+
+EXTRA_GRIDS = ("all-to-one", "all-to-all", "watermark", "paper002")
+
+
+def extra_scenarios(kind):
+    """The all-to-1, all-to-all, WATERMARK or paper-002 scenarios (a name of
+    :data:`EXTRA_GRIDS`)."""
+    if kind == "all-to-one":
+        return [
+            FromAllClasses(target=t, fraction=f)
+            for t in ALL_TO_ONE_TARGETS
+            for f in REFERENCE_FRACTIONS
+        ]
+    if kind == "all-to-all":
+        return [FromAllClasses(target=None, fraction=f) for f in REFERENCE_FRACTIONS]
+    if kind == "watermark":
+        return [
+            Watermark(source=s, target=t, fraction=f)
+            for s, t in REFERENCE_PAIRS
+            for f in REFERENCE_FRACTIONS
+        ]
+    if kind == "paper002":
+        return [
+            LabelFlip(trigger_name=name, fraction=f) for name, f in PAPER002_ATTACKS
+        ]
+    raise ValueError(f"unknown scenario kind {kind!r}")
+
+
+def registered_scenarios():
+    """Every scenario of the grids (of every reference seed): the scenarios
+    :func:`scenario_by_name` finds."""
+    return [
+        *digits_scenarios(),
+        DIGITS_LABEL_FLIP,
+        *digits_robust_scenarios(),
+        *digits_threat_scenarios(),
+        *reference_dlbd_scenarios(REFERENCE_SEEDS),
+        *(scenario for kind in EXTRA_GRIDS for scenario in extra_scenarios(kind)),
+        *threat_scenarios("clbd"),
+        *(s for seed in REFERENCE_SEEDS for s in threat_scenarios("adaptive", seed)),
+        *two_class_threat_scenarios(),
+    ]
+
+
+@functools.cache
+def _scenarios_by_name():
+    return {scenario.name: scenario for scenario in registered_scenarios()}
+
+
+def scenario_by_name(name):
+    """The registered scenario called ``name`` (the ``scenario`` of a run).
+
+    Raises
+    ------
+    ValueError
+        If no scenario of :func:`registered_scenarios` has that name.
+    """
+    scenarios = _scenarios_by_name()
+    if name not in scenarios:
+        raise ValueError(f"unknown scenario {name!r}")
+    return scenarios[name]
+
+
+def make_poisoned(scenario_name, X, y, seed, attacker=DEFAULT_ATTACKER, device="auto"):
+    """Poison ``(X, y)`` as the scenario called ``scenario_name`` describes.
+
+    ``attacker`` and ``device`` matter only to the attacks that train
+    networks (CLBD and the adaptive attacker).
 
     Returns
     -------
@@ -383,112 +662,12 @@ def make_poisoned(scenario, X, y, seed, attacker=None, device="auto"):
     params : dict
         The scenario's parameters, for the results file.
     """
-    attack = parse_network_attack(scenario)
-    if attack is not None:
-        poison = _clean_label if attack.kind == "clbd" else _adaptive
-        return poison(attack, X, y, seed, attacker or Attacker(), device)
-    parts = scenario.split("-")
-    if scenario.startswith("digits-flip-"):
-        fraction = float(parts[-1])
-        poisoned = label_flip_backdoor(
-            X, y, CORNER_TRIGGER, poison_fraction=fraction, random_state=seed
-        )
-        return poisoned, {
-            "attack": "label-flip",
-            "trigger": "corner-3px",
-            "poison_fraction": fraction,
-        }
-    if scenario.startswith(tuple(f"digits-{corner}-" for corner in CORNER_TRIGGERS)):
-        corner = parts[1]
-        source, target, fraction = int(parts[2]), int(parts[4]), float(parts[5])
-        return _one_to_one(
-            X,
-            y,
-            CORNER_TRIGGERS[corner],
-            f"corner-3px-{corner}",
-            source,
-            target,
-            fraction,
-            seed,
-        )
-    if scenario.startswith("digits-"):
-        source, target, fraction = int(parts[1]), int(parts[3]), float(parts[4])
-        return _one_to_one(
-            X, y, CORNER_TRIGGER, "corner-3px", source, target, fraction, seed
-        )
-    if scenario.endswith(tuple(f"-seed{s}" for s in REFERENCE_SEEDS)):
-        reference = _reference_by_name()[scenario]
-        params = {
-            "attack": "dlbd-1-to-1",
-            "source": reference.source,
-            "target": reference.target,
-            "trigger": reference.method,
-            "position": list(reference.position),
-            "color": list(reference.color),
-            "poison_fraction": reference.poison_fraction,
-            "selection_seed": reference.selection_seed,
-            "generator_seed": reference.seed,
-        }
-        return reference.poison(X, y), params
-    if scenario.startswith("watermark-"):
-        source, target, fraction = int(parts[1]), int(parts[3]), float(parts[4])
-        trigger = _watermark_for_pair(source, target)
-        name = WATERMARK_NAMES[REFERENCE_PAIRS.index((source, target)) % 4]
-        return _one_to_one(
-            X, y, trigger, f"watermark-{name}", source, target, fraction, seed
-        )
-    if scenario.startswith("all-to-all-"):
-        fraction = float(parts[-1])
-        reference = _reference_for_target(2)
-        poisoned = dirty_label_backdoor(
-            X,
-            y,
-            reference.trigger(),
-            target=None,
-            poison_fraction=fraction,
-            mode="all-to-all",
-            random_state=seed,
-        )
-        return poisoned, {
-            "attack": "dlbd-all-to-all",
-            "offset": 1,
-            "trigger": f"as {reference.name}",
-            "poison_fraction": fraction,
-        }
-    if scenario.startswith("all-to-"):
-        target, fraction = int(parts[2]), float(parts[3])
-        reference = _reference_for_target(target)
-        poisoned = dirty_label_backdoor(
-            X,
-            y,
-            reference.trigger(),
-            target=target,
-            poison_fraction=fraction,
-            mode="all-to-one",
-            random_state=seed,
-        )
-        return poisoned, {
-            "attack": "dlbd-all-to-one",
-            "target": target,
-            "trigger": f"as {reference.name}",
-            "poison_fraction": fraction,
-        }
-    if scenario.startswith("flip-"):
-        name, fraction = parts[1], float(parts[2])
-        trigger = (
-            checkerboard_trigger(CIFAR_SHAPE)
-            if name == "checkerboard"
-            else noise_blend_trigger(CIFAR_SHAPE)
-        )
-        poisoned = label_flip_backdoor(
-            X, y, trigger, poison_fraction=fraction, random_state=seed
-        )
-        return poisoned, {
-            "attack": "label-flip",
-            "trigger": name,
-            "poison_fraction": fraction,
-        }
-    raise ValueError(f"unknown scenario {scenario!r}")
+    return scenario_by_name(scenario_name).poison(X, y, seed, attacker, device)
+
+
+# ---------------------------------------------------------------------------
+# Training sets
+# ---------------------------------------------------------------------------
 
 
 def subsample_poisoned(poisoned, n_train, seed):
@@ -531,26 +710,6 @@ def restrict_to_classes(poisoned, classes):
     return poisoned_rows(poisoned, np.flatnonzero(np.isin(poisoned.y_true, classes)))
 
 
-def _one_to_one(X, y, trigger, trigger_name, source, target, fraction, seed):
-    poisoned = dirty_label_backdoor(
-        X,
-        y,
-        trigger,
-        source=source,
-        target=target,
-        poison_fraction=fraction,
-        random_state=seed,
-    )
-    params = {
-        "attack": "dlbd-1-to-1",
-        "source": source,
-        "target": target,
-        "trigger": trigger_name,
-        "poison_fraction": fraction,
-    }
-    return poisoned, params
-
-
 # ---------------------------------------------------------------------------
 # Defense parameters
 # ---------------------------------------------------------------------------
@@ -561,7 +720,7 @@ def minimax_params(defense, dataset, poison_fraction):
 
     PRL and SPL are given the true poisoning rate, as in paper 002's Tables 2-5.
     """
-    strategy, adversarial = MINIMAX_VARIANTS[defense.removeprefix("minimax-")]
+    strategy, adversarial = MINIMAX_VARIANTS[defense.removeprefix(MINIMAX_PREFIX)]
     params = {
         "strategy": strategy,
         "tau": ADVERSARIAL_TAU[dataset] if adversarial else 0.0,
@@ -573,23 +732,20 @@ def minimax_params(defense, dataset, poison_fraction):
 
 def paper001_params(defense, poison_fraction):
     """Paper 001 App. C settings that differ from the estimators' defaults."""
-    if defense == "itlm":
+    if defense == ITLM:
         return {
             "keep_fraction": PAPER_ITLM_KEEP[poison_fraction],
             "first_round_epochs": 80,
             "round_epochs": 40,
         }
-    if defense == "ss":
+    if defense == SPECTRAL_SIGNATURES:
         return {"expected_poison_fraction": poison_fraction}
     return {}
 
 
-def scenario_fraction(scenario):
-    """The poison fraction written at the end of a scenario id."""
-    parts = scenario.split("-")
-    if parts[-1].startswith("seed"):
-        parts = parts[:-1]
-    return float(parts[-1])
+def no_defense_params(defense, poison_fraction):
+    """The estimators' defaults, for every defense."""
+    return {}
 
 
 # ---------------------------------------------------------------------------
@@ -601,61 +757,101 @@ def _as_pairs(params):
     return tuple(sorted(params.items()))
 
 
+def grid_runs(
+    grid,
+    dataset,
+    net,
+    final_epochs,
+    scenarios,
+    defenses,
+    defense_params=no_defense_params,
+):
+    """A run of each of ``defenses`` on each ``(scenario, seed)`` pair, in
+    that order; ``defense_params(defense, poison_fraction)`` gives a run's
+    defense parameters."""
+    return [
+        Run(
+            grid=grid,
+            dataset=dataset,
+            scenario=scenario.name,
+            defense=defense,
+            net=net,
+            final_epochs=final_epochs,
+            seed=seed,
+            defense_params=_as_pairs(defense_params(defense, scenario.fraction)),
+        )
+        for scenario, seed in scenarios
+        for defense in defenses
+    ]
+
+
+def digits_minimax_params(defense, poison_fraction):
+    """:func:`minimax_params` on digits."""
+    return minimax_params(defense, "digits", poison_fraction)
+
+
 def digits_grid(seeds=(0,)):
     """The CPU grid: paper-001 defenses on 1-to-1 digits attacks, plus paper 002's
     label-flip setting for the minimax variants. Default defense parameters."""
     runs = []
     for seed in seeds:
-        for scenario in digits_scenario_ids():
-            runs += [
-                Run("digits", "digits", scenario, defense, "auto", 40, seed)
-                for defense in PAPER001_DEFENSES
-            ]
-        scenario = f"digits-flip-{DIGITS_FLIP_FRACTION}"
-        for defense in MINIMAX_DEFENSES:
-            params = minimax_params(defense, "digits", DIGITS_FLIP_FRACTION)
-            runs.append(
-                Run(
-                    "digits",
-                    "digits",
-                    scenario,
-                    defense,
-                    "auto",
-                    MINIMAX_EPOCHS,
-                    seed,
-                    _as_pairs(params),
-                )
-            )
+        runs += grid_runs(
+            grid="digits",
+            dataset="digits",
+            net="auto",
+            final_epochs=40,
+            scenarios=[(scenario, seed) for scenario in digits_scenarios()],
+            defenses=PAPER001_DEFENSES,
+        )
+        runs += grid_runs(
+            grid="digits",
+            dataset="digits",
+            net="auto",
+            final_epochs=MINIMAX_EPOCHS,
+            scenarios=[(DIGITS_LABEL_FLIP, seed)],
+            defenses=MINIMAX_DEFENSES,
+            defense_params=digits_minimax_params,
+        )
     return runs
 
 
 def digits_robust_grid(seeds=(0,)):
     """ISPL+B and the undefended model on 120 digits scenarios: the 3-pixel
     trigger in each of the four corners, 10 source/target pairs, 5/10/20%."""
-    return [
-        Run("digits-robust", "digits", scenario, defense, "auto", 40, seed)
-        for seed in seeds
-        for scenario in digits_robust_scenario_ids()
-        for defense in ("none", "ispl")
-    ]
+    return grid_runs(
+        grid="digits-robust",
+        dataset="digits",
+        net="auto",
+        final_epochs=40,
+        scenarios=[(s, seed) for seed in seeds for s in digits_robust_scenarios()],
+        defenses=(NO_DEFENSE, ISPL),
+    )
+
+
+SMOKE_SCENARIO = CornerPatch(source=0, target=7, fraction=0.2)
+
+
+def one_epoch_spectral_signatures(defense, poison_fraction):
+    """One training epoch for SS, defaults for the others (the smoke grid)."""
+    return {"epochs": 1} if defense == SPECTRAL_SIGNATURES else {}
 
 
 def smoke_grid(seeds=(0,)):
     """Two one-epoch digits runs, to check an installation or a backend quickly."""
-    return [
-        Run(
-            "smoke",
-            "digits",
-            "digits-0-to-7-0.2",
-            defense,
-            "auto",
-            1,
-            seed,
-            _as_pairs({"epochs": 1}) if defense == "ss" else (),
-        )
-        for seed in seeds
-        for defense in ("none", "ss")
-    ]
+    return grid_runs(
+        grid="smoke",
+        dataset="digits",
+        net="auto",
+        final_epochs=1,
+        scenarios=[(SMOKE_SCENARIO, seed) for seed in seeds],
+        defenses=(NO_DEFENSE, SPECTRAL_SIGNATURES),
+        defense_params=one_epoch_spectral_signatures,
+    )
+
+
+def cifar_minimax_params(defense, poison_fraction):
+    """:func:`minimax_params` on CIFAR-10."""
+    return minimax_params(defense, "cifar10", poison_fraction)
 
 
 def cifar_grid(name, net="fast", preset="default", seeds=None):
@@ -669,58 +865,43 @@ def cifar_grid(name, net="fast", preset="default", seeds=None):
     defaults) for paper 002's. ISPL's defaults are the paper's.
     """
     if name == "paper002":
-        net = "resnet32" if preset == "paper" else net
-        runs = []
-        for seed in seeds or (0,):
-            for scenario in extra_scenario_ids("paper002"):
-                fraction = scenario_fraction(scenario)
-                for defense in MINIMAX_DEFENSES:
-                    params = minimax_params(defense, "cifar10", fraction)
-                    runs.append(
-                        Run(
-                            name,
-                            "cifar10",
-                            scenario,
-                            defense,
-                            net,
-                            MINIMAX_EPOCHS,
-                            seed,
-                            _as_pairs(params),
-                        )
-                    )
-        return runs
+        return grid_runs(
+            grid=name,
+            dataset="cifar10",
+            net="resnet32" if preset == "paper" else net,
+            final_epochs=MINIMAX_EPOCHS,
+            scenarios=[
+                (scenario, seed)
+                for seed in seeds or (0,)
+                for scenario in extra_scenarios(name)
+            ],
+            defenses=MINIMAX_DEFENSES,
+            defense_params=cifar_minimax_params,
+        )
     net = "preact_resnet18" if preset == "paper" else net
-    final_epochs = DEFAULT_FINAL_EPOCHS[net]
     if name == "dlbd":
-        pairs = [
-            (s, seed)
+        scenarios = [
+            (scenario, seed)
             for seed in seeds or REFERENCE_SEEDS
-            for s in reference_scenario_ids((seed,))
+            for scenario in reference_dlbd_scenarios((seed,))
         ]
         defenses = PAPER001_DEFENSES
     else:
-        pairs = [
-            (s, seed) for seed in seeds or (100,) for s in extra_scenario_ids(name)
+        scenarios = [
+            (scenario, seed)
+            for seed in seeds or (100,)
+            for scenario in extra_scenarios(name)
         ]
-        defenses = ("none", "oracle", "ispl")
-    runs = []
-    for scenario, seed in pairs:
-        fraction = scenario_fraction(scenario)
-        for defense in defenses:
-            params = paper001_params(defense, fraction) if preset == "paper" else {}
-            runs.append(
-                Run(
-                    name,
-                    "cifar10",
-                    scenario,
-                    defense,
-                    net,
-                    final_epochs,
-                    seed,
-                    _as_pairs(params),
-                )
-            )
-    return runs
+        defenses = (NO_DEFENSE, ORACLE, ISPL)
+    return grid_runs(
+        grid=name,
+        dataset="cifar10",
+        net=net,
+        final_epochs=DEFAULT_FINAL_EPOCHS[net],
+        scenarios=scenarios,
+        defenses=defenses,
+        defense_params=paper001_params if preset == "paper" else no_defense_params,
+    )
 
 
 SCALING_SCENARIO = "0-to-2-pixel-0.1-seed100"
@@ -731,20 +912,19 @@ def scaling_grid(net="fast", preset="default", seeds=None):
     """ISPL+B (and the undefended model) on one reference scenario at 10k,
     25k and all 50k training samples: how fit time grows with n."""
     net = "preact_resnet18" if preset == "paper" else net
+    scenario = scenario_by_name(SCALING_SCENARIO)
     return [
-        Run(
-            "scaling",
-            "cifar10",
-            SCALING_SCENARIO,
-            defense,
-            net,
-            DEFAULT_FINAL_EPOCHS[net],
-            seed,
-            n_train=n_train,
-        )
+        replace(run, n_train=n_train)
         for seed in seeds or (100,)
         for n_train in SCALING_SIZES
-        for defense in ("none", "ispl")
+        for run in grid_runs(
+            grid="scaling",
+            dataset="cifar10",
+            net=net,
+            final_epochs=DEFAULT_FINAL_EPOCHS[net],
+            scenarios=[(scenario, seed)],
+            defenses=(NO_DEFENSE, ISPL),
+        )
     ]
 
 
@@ -756,7 +936,7 @@ TWO_CLASS_DATASET = "cifar10-two-class"
 TWO_CLASS_NET = "fast_cpu"
 TWO_CLASS_FINAL_EPOCHS = 20
 # ISPL+B first (the defense under study), then the references and baselines.
-TWO_CLASS_DEFENSES = ("ispl", "none", "oracle", "ss", "ac", "itlm")
+TWO_CLASS_DEFENSES = (ISPL, NO_DEFENSE, ORACLE, *BASELINE_DEFENSES)
 TWO_CLASS_FRACTION_ORDER = (0.1, 0.05, 0.2)
 # ISPL+B on the tier (measured on 0-to-2 first, docs/benchmarks-cifar10-two-
 # class-cpu.md): the paper's defaults left poison in most of 24 core sets of
@@ -782,34 +962,29 @@ def two_class_grid(seeds=None, defenses=TWO_CLASS_DEFENSES):
     judged on), then 5% and 20%, so that a grid stopped early has measured
     the most important scenarios.
     """
-    runs = []
-    for seed in seeds or REFERENCE_SEEDS:
-        scenarios = sorted(
-            reference_scenarios(seed),
-            key=lambda s: TWO_CLASS_FRACTION_ORDER.index(s.poison_fraction),
+    scenarios = [
+        (scenario, seed)
+        for seed in seeds or REFERENCE_SEEDS
+        for scenario in sorted(
+            reference_dlbd_scenarios((seed,)),
+            key=lambda s: TWO_CLASS_FRACTION_ORDER.index(s.fraction),
         )
-        for scenario in scenarios:
-            for defense in defenses:
-                params = two_class_params(defense, scenario.poison_fraction)
-                runs.append(
-                    Run(
-                        TWO_CLASS_GRID,
-                        TWO_CLASS_DATASET,
-                        scenario.name,
-                        defense,
-                        TWO_CLASS_NET,
-                        TWO_CLASS_FINAL_EPOCHS,
-                        seed,
-                        _as_pairs(params),
-                    )
-                )
-    return runs
+    ]
+    return grid_runs(
+        grid=TWO_CLASS_GRID,
+        dataset=TWO_CLASS_DATASET,
+        net=TWO_CLASS_NET,
+        final_epochs=TWO_CLASS_FINAL_EPOCHS,
+        scenarios=scenarios,
+        defenses=defenses,
+        defense_params=two_class_params,
+    )
 
 
 def two_class_params(defense, poison_fraction):
     """The tier's defense parameters: its own for ISPL+B, paper 001's for the
     baselines."""
-    if defense == "ispl":
+    if defense == ISPL:
         return TWO_CLASS_ISPL_PARAMS
     return paper001_params(defense, poison_fraction)
 
@@ -818,8 +993,7 @@ def two_class_params(defense, poison_fraction):
 # (its Table 6) and the adaptive attacker (its Table 10). Both tables give
 # Oracle, ND and ISPL+B only, so those run first on every scenario and the
 # baselines after them.
-THREAT_DEFENSES = ("ispl", "none", "oracle")
-BASELINE_DEFENSES = ("ss", "ac", "itlm")
+THREAT_DEFENSES = (ISPL, NO_DEFENSE, ORACLE)
 THREAT_SEEDS = (100,)
 CIFAR_THREAT_GRIDS = ("clbd", "adaptive")
 DIGITS_THREATS_GRID = "digits-threats"
@@ -843,89 +1017,88 @@ TWO_CLASS_THREAT_STAGES = (
 )
 
 
-def clbd_scenario_id(norm, source, target, fraction, dataset="cifar10"):
-    """E.g. ``clbd-linf-16-all-to-2-0.1``; ``source=None`` attacks every class
-    but the target."""
-    prefix = "digits-" if dataset == "digits" else ""
-    source = "all" if source is None else source
-    budget = CLBD_BUDGETS[norm]
-    return f"{prefix}clbd-{norm}-{budget}-{source}-to-{target}-{fraction}"
+def clean_label(norm, source, target, fraction, dataset="cifar10"):
+    """The :class:`CleanLabel` scenario at the budget of ``norm`` in
+    :data:`CLBD_BUDGETS`; ``source=None`` attacks every class but the target."""
+    return CleanLabel(
+        norm=norm,
+        budget=CLBD_BUDGETS[norm],
+        source=source,
+        target=target,
+        fraction=fraction,
+        dataset=dataset,
+    )
 
 
-def threat_scenario_ids(name, seed=100):
-    """Scenario ids of the CIFAR-10 ``clbd`` grid (Table 6 without its GAN
+def threat_scenarios(name, seed=100):
+    """The scenarios of the CIFAR-10 ``clbd`` grid (Table 6 without its GAN
     variant) or ``adaptive`` grid (Table 10: the reference scenarios of
     ``seed``, poison spread over ISPL's partition)."""
     if name == "clbd":
         return [
-            clbd_scenario_id(norm, None, target, fraction)
+            clean_label(norm, source=None, target=target, fraction=fraction)
             for norm in CLBD_BUDGETS
             for target in CLBD_TARGETS
             for fraction in REFERENCE_FRACTIONS
         ]
     if name == "adaptive":
-        return [f"adaptive-{s.name}" for s in reference_scenarios(seed)]
+        return [on_reference(Adaptive, s) for s in reference_scenarios(seed)]
     raise ValueError(f"unknown threat grid {name!r}")
 
 
-def two_class_threat_scenario_ids(seed=100):
+def two_class_threat_scenarios(seed=100):
     """The tier's CLBD and adaptive scenarios in :data:`TWO_CLASS_THREAT_STAGES`
     order."""
-    ids = []
+    scenarios = []
     for kind, fraction in TWO_CLASS_THREAT_STAGES:
         if kind == "clbd":
-            ids += [
-                clbd_scenario_id(norm, source, target, fraction)
+            scenarios += [
+                clean_label(norm, source=source, target=target, fraction=fraction)
                 for source, target in TWO_CLASS_CLBD_PAIRS
                 for norm in CLBD_BUDGETS
             ]
         else:
-            ids += [
-                f"adaptive-{s.name}"
+            scenarios += [
+                on_reference(Adaptive, s)
                 for s in reference_scenarios(seed)
                 if s.poison_fraction == fraction
             ]
-    return ids
+    return scenarios
 
 
-def digits_threat_scenario_ids():
+def digits_threat_scenarios():
     """CLBD toward each digits target at 20%, and the adaptive attacker on the
     digits pairs at 5/10/20% (the 3-pixel corner trigger)."""
     clbd = [
-        clbd_scenario_id(norm, None, target, 0.2, "digits")
+        clean_label(norm, source=None, target=target, fraction=0.2, dataset="digits")
         for norm in CLBD_BUDGETS
         for _, target in DIGITS_PAIRS
     ]
     adaptive = [
-        f"digits-adaptive-{source}-to-{target}-{fraction}"
+        Adaptive(source=source, target=target, fraction=fraction)
         for source, target in DIGITS_PAIRS
         for fraction in DIGITS_FRACTIONS
     ]
     return clbd + adaptive
 
 
-def threat_runs(grid, dataset, scenarios, net, final_epochs, defense_params):
+def threat_runs(grid, dataset, net, final_epochs, scenarios, defense_params):
     """Runs of ``(scenario, seed)`` pairs: :data:`THREAT_DEFENSES` on every
     scenario, then :data:`BASELINE_DEFENSES`; a scenario's defenses follow
     each other, so a process computes its attack once (``run.py``)."""
-    runs = []
-    for defenses in (THREAT_DEFENSES, BASELINE_DEFENSES):
-        for scenario, seed in scenarios:
-            fraction = scenario_fraction(scenario)
-            runs += [
-                Run(
-                    grid,
-                    dataset,
-                    scenario,
-                    defense,
-                    net,
-                    final_epochs,
-                    seed,
-                    _as_pairs(defense_params(defense, fraction)),
-                )
-                for defense in defenses
-            ]
-    return runs
+    return [
+        run
+        for defenses in (THREAT_DEFENSES, BASELINE_DEFENSES)
+        for run in grid_runs(
+            grid=grid,
+            dataset=dataset,
+            net=net,
+            final_epochs=final_epochs,
+            scenarios=scenarios,
+            defenses=defenses,
+            defense_params=defense_params,
+        )
+    ]
 
 
 def cifar_threat_grid(name, net="fast", preset="default", seeds=None):
@@ -933,17 +1106,17 @@ def cifar_threat_grid(name, net="fast", preset="default", seeds=None):
     :func:`cifar_grid` builds the others (``preset="paper"``: PreActResNet18,
     App. C settings of SS and ITLM)."""
     net = "preact_resnet18" if preset == "paper" else net
-
-    def params(defense, fraction):
-        return paper001_params(defense, fraction) if preset == "paper" else {}
-
-    scenarios = [
-        (scenario, seed)
-        for seed in seeds or THREAT_SEEDS
-        for scenario in threat_scenario_ids(name, seed)
-    ]
     return threat_runs(
-        name, "cifar10", scenarios, net, DEFAULT_FINAL_EPOCHS[net], params
+        grid=name,
+        dataset="cifar10",
+        net=net,
+        final_epochs=DEFAULT_FINAL_EPOCHS[net],
+        scenarios=[
+            (scenario, seed)
+            for seed in seeds or THREAT_SEEDS
+            for scenario in threat_scenarios(name, seed)
+        ],
+        defense_params=paper001_params if preset == "paper" else no_defense_params,
     )
 
 
@@ -951,29 +1124,30 @@ def two_class_threat_grid(seeds=None):
     """CLBD and the adaptive attacker on the two-class CPU tier: its network,
     final epochs and defense parameters; the attacks see only the pair's two
     classes (``run.py`` restricts the data before attacking)."""
-    scenarios = [
-        (scenario, seed)
-        for seed in seeds or THREAT_SEEDS
-        for scenario in two_class_threat_scenario_ids(seed)
-    ]
     return threat_runs(
-        TWO_CLASS_THREATS_GRID,
-        TWO_CLASS_DATASET,
-        scenarios,
-        TWO_CLASS_NET,
-        TWO_CLASS_FINAL_EPOCHS,
-        two_class_params,
+        grid=TWO_CLASS_THREATS_GRID,
+        dataset=TWO_CLASS_DATASET,
+        net=TWO_CLASS_NET,
+        final_epochs=TWO_CLASS_FINAL_EPOCHS,
+        scenarios=[
+            (scenario, seed)
+            for seed in seeds or THREAT_SEEDS
+            for scenario in two_class_threat_scenarios(seed)
+        ],
+        defense_params=two_class_params,
     )
 
 
 def digits_threat_grid(seeds=(0,)):
     """CLBD and the adaptive attacker on digits (CPU, minutes): the end-to-end
     check of the threat scenarios. Default defense parameters."""
-    scenarios = [
-        (scenario, seed) for seed in seeds for scenario in digits_threat_scenario_ids()
-    ]
     return threat_runs(
-        DIGITS_THREATS_GRID, "digits", scenarios, "auto", 40, lambda d, f: {}
+        grid=DIGITS_THREATS_GRID,
+        dataset="digits",
+        net="auto",
+        final_epochs=40,
+        scenarios=[(s, seed) for seed in seeds for s in digits_threat_scenarios()],
+        defense_params=no_defense_params,
     )
 
 
@@ -984,14 +1158,14 @@ def attacker_for(run):
     grids give their ISPL+B runs)."""
     if run.dataset == TWO_CLASS_DATASET:
         return Attacker(
-            run.net,
-            _as_pairs(TWO_CLASS_ISPL_PARAMS),
-            TWO_CLASS_CLBD_REFERENCE_EPOCHS,
+            net=run.net,
+            ispl_params=_as_pairs(TWO_CLASS_ISPL_PARAMS),
+            reference_epochs=TWO_CLASS_CLBD_REFERENCE_EPOCHS,
         )
-    return Attacker(run.net)
+    return Attacker(net=run.net)
 
 
-CIFAR_GRIDS = ("dlbd", "all-to-one", "all-to-all", "watermark", "paper002")
+CIFAR_GRIDS = ("dlbd", *EXTRA_GRIDS)
 GRIDS = (
     "digits",
     "digits-robust",

@@ -24,7 +24,21 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from grids import REFERENCE_SEEDS, TWO_CLASS_GRID, TWO_CLASS_THREATS_GRID, build_grid
+from grids import (
+    ACTIVATION_CLUSTERING,
+    ISPL,
+    ITLM,
+    MINIMAX_DEFENSES,
+    MINIMAX_PREFIX,
+    NO_DEFENSE,
+    ORACLE,
+    REFERENCE_SEEDS,
+    SANITIZERS,
+    SPECTRAL_SIGNATURES,
+    TWO_CLASS_GRID,
+    TWO_CLASS_THREATS_GRID,
+    build_grid,
+)
 
 PAPER_TABLE = Path(__file__).resolve().parent / "paper001_table2.json"
 PAPER_TABLES = tuple(
@@ -39,26 +53,15 @@ ATTACK_TITLES = {
     "adaptive-dlbd-1-to-1": "Adaptive attacker (dirty-label 1-to-1, poison spread "
     "over ISPL's partition)",
 }
-DEFENSE_ORDER = (
-    "oracle",
-    "none",
-    "ss",
-    "ac",
-    "itlm",
-    "ispl",
-    "minimax-standard",
-    "minimax-prl",
-    "minimax-prl-at",
-    "minimax-spl-at",
-    "minimax-bootstrap-at",
-)
+DEFENSE_ORDER = (ORACLE, NO_DEFENSE, *SANITIZERS, *MINIMAX_DEFENSES)
+# Paper 001's names; the minimax variants keep theirs.
 DEFENSE_LABELS = {
-    "oracle": "Oracle",
-    "none": "ND",
-    "ss": "SS",
-    "ac": "AC",
-    "itlm": "ITLM",
-    "ispl": "ISPL+B",
+    ORACLE: "Oracle",
+    NO_DEFENSE: "ND",
+    SPECTRAL_SIGNATURES: "SS",
+    ACTIVATION_CLUSTERING: "AC",
+    ITLM: "ITLM",
+    ISPL: "ISPL+B",
 }
 SUCCESS_THRESHOLD = 0.01
 
@@ -167,7 +170,7 @@ def paper_defended(row, defense):
     values = row.get(defense)
     if values is None:
         return None
-    if defense == "ispl" and "ispl_defended" in row:
+    if defense == ISPL and "ispl_defended" in row:
         return row["ispl_defended"]
     return values["A"] < 100 * SUCCESS_THRESHOLD
 
@@ -390,11 +393,7 @@ def backdoor_sections(records, paper, dataset):
 
 
 def _minimax_order(record):
-    defense = record["defense"]
-    rank = (
-        DEFENSE_ORDER.index(defense) if defense in DEFENSE_ORDER else len(DEFENSE_ORDER)
-    )
-    return record["scenario"], rank
+    return record["scenario"], _defense_rank(record["defense"])
 
 
 def minimax_table(records):
@@ -405,8 +404,9 @@ def minimax_table(records):
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for record in sorted(records, key=_minimax_order):
+        variant = record["defense"].removeprefix(MINIMAX_PREFIX)
         lines.append(
-            f"| {record['scenario']} | {record['defense'].removeprefix('minimax-')} "
+            f"| {record['scenario']} | {variant} "
             f"| {record['defense_params'].get('tau')} "
             f"| {percent(record.get('clean_accuracy_last_epochs'))} "
             f"| {percent(record.get('poison_accuracy_last_epochs'))} "
@@ -664,8 +664,8 @@ def build_report(records, name, paper=None, plot_paths=()):
     """The markdown document for ``records``."""
     records, variants = split_configured(records)
     dataset = records[0]["dataset"]
-    minimax = [r for r in records if r["defense"].startswith("minimax-")]
-    backdoor = [r for r in records if not r["defense"].startswith("minimax-")]
+    minimax = [r for r in records if r["defense"] in MINIMAX_DEFENSES]
+    backdoor = [r for r in records if r["defense"] not in MINIMAX_DEFENSES]
     parts = [
         f"# Benchmark results: {name}",
         "",

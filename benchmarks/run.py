@@ -41,13 +41,20 @@ from environment import (
     library_versions,
 )
 from grids import (
+    ACTIVATION_CLUSTERING,
+    DEFENSES,
     GRIDS,
+    ISPL,
+    ITLM,
+    MINIMAX_DEFENSES,
+    NO_DEFENSE,
+    ORACLE,
+    SPECTRAL_SIGNATURES,
     TWO_CLASS_DATASET,
     attacker_for,
     build_grid,
-    make_poisoned,
-    parse_network_attack,
     restrict_to_classes,
+    scenario_by_name,
     subsample_poisoned,
 )
 from sklearn.model_selection import train_test_split
@@ -70,10 +77,10 @@ from sklearn_backdoor.metrics import (
 from sklearn_backdoor.training import Stopwatch
 
 SANITIZER_CLASSES = {
-    "ss": SpectralSignatureFilter,
-    "ac": ActivationClusteringFilter,
-    "itlm": ITLMFilter,
-    "ispl": IncompatibilityClustering,
+    SPECTRAL_SIGNATURES: SpectralSignatureFilter,
+    ACTIVATION_CLUSTERING: ActivationClusteringFilter,
+    ITLM: ITLMFilter,
+    ISPL: IncompatibilityClustering,
 }
 
 
@@ -184,9 +191,9 @@ def make_sanitizer(run, device):
 def defended_mask(run, poisoned, device, timer):
     """Which training samples the final model sees, and the fitted defense."""
     n = len(poisoned.y)
-    if run.defense == "none":
+    if run.defense == NO_DEFENSE:
         return np.ones(n, dtype=bool), None
-    if run.defense == "oracle":
+    if run.defense == ORACLE:
         return ~poisoned.is_poison, None
     sanitizer = make_sanitizer(run, device)
     timer("defense_fit", sanitizer.fit, poisoned.X, poisoned.y)
@@ -291,7 +298,8 @@ def rows_of_classes(classes, X, y):
 
 @functools.lru_cache(maxsize=1)
 def network_attack(dataset, data_path, scenario, seed, attacker, device):
-    """``(poisoned, params, X_test, y_test)`` of an attack that trains networks.
+    """``(poisoned, params, X_test, y_test)`` of ``scenario``, an attack that
+    trains networks.
 
     On the two-class tier the attacker sees only the scenario's two classes,
     the data the defender trains on. Cached for the last scenario: the runs
@@ -301,19 +309,16 @@ def network_attack(dataset, data_path, scenario, seed, attacker, device):
     """
     X_train, y_train, X_test, y_test = load_dataset(dataset, data_path)
     if dataset == TWO_CLASS_DATASET:
-        attack = parse_network_attack(scenario)
-        if attack.source is None:
+        if scenario.source is None:
             raise ValueError(
-                f"scenario {scenario!r} attacks every class but the target; "
+                f"scenario {scenario.name!r} attacks every class but the target; "
                 "the two-class tier needs a source class"
             )
-        classes = [attack.source, attack.target]
+        classes = [scenario.source, scenario.target]
         X_train, y_train = rows_of_classes(classes, X_train, y_train)
         X_test, y_test = rows_of_classes(classes, X_test, y_test)
     with Stopwatch(device) as watch:
-        poisoned, params = make_poisoned(
-            scenario, X_train, y_train, seed, attacker, device
-        )
+        poisoned, params = scenario.poison(X_train, y_train, seed, attacker, device)
     return poisoned, params | {"attack_seconds": watch.seconds}, X_test, y_test
 
 
@@ -327,19 +332,20 @@ def poisoned_data(run, data_path, device, timer):
     X_train, y_train, X_test, y_test = timer(
         "load", load_dataset, run.dataset, data_path
     )
-    if parse_network_attack(run.scenario) is not None:
+    scenario = scenario_by_name(run.scenario)
+    if scenario.trains_networks:
         return timer(
             "poison",
             network_attack,
             run.dataset,
             data_path,
-            run.scenario,
+            scenario,
             run.seed,
             attacker_for(run),
             device,
         )
     poisoned, scenario_params = timer(
-        "poison", make_poisoned, run.scenario, X_train, y_train, run.seed
+        "poison", scenario.poison, X_train, y_train, run.seed
     )
     if run.dataset == TWO_CLASS_DATASET:
         poisoned, X_test, y_test = two_class_split(poisoned, X_test, y_test)
@@ -365,7 +371,7 @@ def run_one(run, data_path=None, job_index=0, device="auto", threads=1):
     if run.n_train is not None:
         poisoned = subsample_poisoned(poisoned, run.n_train, run.seed)
     trigger = poisoned.trigger
-    minimax = run.defense.startswith("minimax-")
+    minimax = run.defense in MINIMAX_DEFENSES
     runner = run_minimax_defense if minimax else run_paper001_defense
     test = (X_test, y_test, trigger.apply(X_test)) if minimax else None
     model, keep, defense = runner(run, poisoned, test, device, timer)
@@ -534,7 +540,9 @@ def parse_arguments(argv=None):
     parser.add_argument("--net", default="fast", help="network of the CIFAR grids")
     parser.add_argument("--preset", default="default", choices=("default", "paper"))
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
-    parser.add_argument("--defenses", nargs="+", default=None, help="subset to run")
+    parser.add_argument(
+        "--defenses", nargs="+", default=None, choices=DEFENSES, help="subset to run"
+    )
     parser.add_argument("--scenarios", nargs="+", default=None, help="subset to run")
     parser.add_argument(
         "--final-epochs", type=int, default=None, help="override the final epochs"
@@ -599,7 +607,7 @@ def select_runs(args):
 
 def defense_class(defense):
     """The estimator class behind a defense name (None for none/oracle)."""
-    if defense.startswith("minimax-"):
+    if defense in MINIMAX_DEFENSES:
         return NoisyLabelMinimaxTrainer
     return SANITIZER_CLASSES.get(defense)
 

@@ -100,7 +100,7 @@ def test_grid_sizes(runner):
     assert {run.net for run in dlbd} == {"preact_resnet18"}
 
 
-def test_every_cifar_scenario_poisons_a_small_fake_set(runner):
+def test_every_cifar_scenario_poisons_a_small_fake_set(runner, grids):
     rng = np.random.RandomState(0)
     X = rng.randint(0, 256, size=(1000, 32, 32, 3), dtype=np.uint8)
     y = np.repeat(np.arange(10), 100)
@@ -109,9 +109,43 @@ def test_every_cifar_scenario_poisons_a_small_fake_set(runner):
     )
     assert len(scenarios) == 114
     for scenario, seed in scenarios:
-        poisoned, params = runner.make_poisoned(scenario, X, y, seed)
+        poisoned, params = grids.make_poisoned(scenario, X, y, seed)
         assert len(poisoned.poison_indices) > 0
         assert params["poison_fraction"] in (0.05, 0.1, 0.15, 0.2, 0.35)
+
+
+def test_every_registered_scenario_is_found_by_its_name(grids):
+    scenarios = grids.registered_scenarios()
+    for scenario in scenarios:
+        assert grids.scenario_by_name(scenario.name) == scenario
+    # Two different scenarios never share a name.
+    assert len({s.name for s in scenarios}) == len(set(scenarios))
+
+
+def test_an_unknown_scenario_name_is_an_error_naming_it(grids):
+    with pytest.raises(ValueError, match="unknown scenario 'digits-0-to-7-0.3'"):
+        grids.scenario_by_name("digits-0-to-7-0.3")
+    with pytest.raises(ValueError, match="unknown scenario 'x'"):
+        grids.make_poisoned("x", np.zeros((4, 8, 8)), np.arange(4), 0)
+
+
+@pytest.mark.parametrize("preset", ["default", "paper"])
+def test_every_run_names_a_registered_scenario_and_defense(runner, grids, preset):
+    for grid in grids.GRIDS:
+        seeds = grids.REFERENCE_SEEDS if grid == "adaptive" else None
+        for run in runner.build_grid(grid, preset=preset, seeds=seeds):
+            assert grids.scenario_by_name(run.scenario).name == run.scenario
+            assert run.defense in grids.DEFENSES
+
+
+def test_runner_and_report_know_every_defense(runner, report, grids):
+    assert set(runner.SANITIZER_CLASSES) == set(grids.SANITIZERS)
+    assert set(report.DEFENSE_ORDER) == set(grids.DEFENSES)
+    assert set(report.DEFENSE_LABELS) == set(grids.PAPER001_DEFENSES)
+    with pytest.raises(SystemExit):
+        runner.parse_arguments(
+            ["--grid", "digits", "--out", "x", "--defenses", "ispl", "spectral"]
+        )
 
 
 def test_key_does_not_depend_on_field_order(runner):
@@ -142,11 +176,11 @@ def test_scaling_grid_trains_ispl_on_three_sizes(runner):
     assert "n_train" not in json.loads(runs[-1].key)
 
 
-def test_subsample_keeps_the_poison_fraction_and_the_poisoned_rows(runner):
+def test_subsample_keeps_the_poison_fraction_and_the_poisoned_rows(runner, grids):
     rng = np.random.RandomState(0)
     X = rng.randint(0, 256, size=(2000, 32, 32, 3), dtype=np.uint8)
     y = np.repeat(np.arange(10), 200)
-    poisoned, _ = runner.make_poisoned("0-to-2-pixel-0.2-seed100", X, y, 100)
+    poisoned, _ = grids.make_poisoned("0-to-2-pixel-0.2-seed100", X, y, 100)
     small = runner.subsample_poisoned(poisoned, 500, seed=0)
     assert len(small.y) == 500
     assert len(small.poison_indices) == round(500 * poisoned.is_poison.mean())
@@ -184,13 +218,13 @@ def test_two_class_tier_runs_the_judged_scenarios_first(runner):
     }
 
 
-def test_two_class_split_keeps_exactly_the_scenario_poison(runner):
+def test_two_class_split_keeps_exactly_the_scenario_poison(runner, grids):
     rng = np.random.RandomState(0)
     X = rng.randint(0, 256, size=(2000, 32, 32, 3), dtype=np.uint8)
     y = np.repeat(np.arange(10), 200)
     X_test = rng.randint(0, 256, size=(300, 32, 32, 3), dtype=np.uint8)
     y_test = np.repeat(np.arange(10), 30)
-    poisoned, _ = runner.make_poisoned("7-to-4-pixel-0.1-seed100", X, y, 100)
+    poisoned, _ = grids.make_poisoned("7-to-4-pixel-0.1-seed100", X, y, 100)
     two, X_two_test, y_two_test = runner.two_class_split(poisoned, X_test, y_test)
     assert sorted(set(two.y_true.tolist())) == [4, 7]
     assert len(two.y) == 400
@@ -207,13 +241,15 @@ def test_two_class_split_keeps_exactly_the_scenario_poison(runner):
     ("corner", "pixels"),
     [("tl", [(0, 0), (0, 1), (1, 0)]), ("br", [(7, 7), (7, 6), (6, 7)])],
 )
-def test_digits_robust_grid_puts_the_trigger_in_each_corner(runner, corner, pixels):
+def test_digits_robust_grid_puts_the_trigger_in_each_corner(
+    runner, grids, corner, pixels
+):
     runs = runner.build_grid("digits-robust")
     scenarios = {run.scenario for run in runs}
     assert len(scenarios) == 120 and len(runs) == 240
     assert {s.split("-")[1] for s in scenarios} == {"tl", "tr", "bl", "br"}
     X, y = runner.load_digits_images()
-    poisoned, params = runner.make_poisoned(f"digits-{corner}-9-to-6-0.2", X, y, 0)
+    poisoned, params = grids.make_poisoned(f"digits-{corner}-9-to-6-0.2", X, y, 0)
     assert params["trigger"] == f"corner-3px-{corner}"
     rows, cols = zip(*pixels, strict=True)
     assert (poisoned.X[poisoned.poison_indices][:, rows, cols] == 255).all()
@@ -582,7 +618,7 @@ def test_cifar_threat_grids_follow_tables_6_and_10(runner, grids, preset):
     assert (dict(itlm.defense_params).get("keep_fraction") is not None) == (
         preset == "paper"
     )
-    assert runner.attacker_for(clbd[0]) == grids.Attacker(net)
+    assert runner.attacker_for(clbd[0]) == grids.Attacker(net=net)
     # The aggregate "cifar10" grid is unchanged by them.
     assert not any(
         run.scenario.startswith(("clbd-", "adaptive-"))
@@ -610,14 +646,20 @@ def test_list_prints_the_threat_grid(runner, capsys):
         ("watermark-0-to-2-0.1", None),
     ],
 )
-def test_threat_ids_parse(grids, scenario, expected):
-    attack = grids.parse_network_attack(scenario)
+def test_threat_scenarios_are_found_by_name(grids, scenario, expected):
+    attack = grids.scenario_by_name(scenario)
+    assert attack.name == scenario
     if expected is None:
-        assert attack is None
+        assert not attack.trains_networks
         return
-    fields = (attack.kind, attack.source, attack.target, attack.fraction)
-    assert (*fields, attack.norm, attack.budget) == expected
-    assert grids.scenario_fraction(scenario) == attack.fraction
+    assert attack.trains_networks
+    fields = (attack_kind(grids, attack), attack.source, attack.target)
+    norm, budget = getattr(attack, "norm", None), getattr(attack, "budget", None)
+    assert (*fields, attack.fraction, norm, budget) == expected
+
+
+def attack_kind(grids, attack):
+    return {grids.CleanLabel: "clbd", grids.Adaptive: "adaptive"}[type(attack)]
 
 
 def test_clbd_budgets_are_turner_s_in_pixel_units(grids):
@@ -649,8 +691,8 @@ TINY_ATTACKER_FIELDS = {"net": "mlp", "ispl_params": TINY_ISPL, "reference_epoch
 def test_threat_ids_round_trip_through_make_poisoned(runner, grids, scenario):
     X, y = fake_cifar()
     attacker = grids.Attacker(**TINY_ATTACKER_FIELDS)
-    poisoned, params = runner.make_poisoned(scenario, X, y, 100, attacker, "cpu")
-    attack = runner.parse_network_attack(scenario)
+    poisoned, params = grids.make_poisoned(scenario, X, y, 100, attacker, "cpu")
+    attack = grids.scenario_by_name(scenario)
     assert params["target"] == attack.target
     assert params.get("source") == attack.source
     assert params["poison_fraction"] == attack.fraction
@@ -658,7 +700,7 @@ def test_threat_ids_round_trip_through_make_poisoned(runner, grids, scenario):
     assert len(poisoned.poison_indices) == round(0.2 * 16)
     changed = np.flatnonzero((poisoned.X != X).any(axis=(1, 2, 3)))
     np.testing.assert_array_equal(changed, poisoned.poison_indices)
-    if attack.kind == "clbd":
+    if attack_kind(grids, attack) == "clbd":
         assert params["attack"] == f"clbd-{attack.norm}"
         assert params["eps"] == pytest.approx(attack.budget / 255)
         np.testing.assert_array_equal(poisoned.y, y)
@@ -683,7 +725,8 @@ def test_tier_attacks_see_only_the_pair_and_are_computed_once(
     )
     runner.network_attack.cache_clear()
     attacker = grids.Attacker(**TINY_ATTACKER_FIELDS)
-    arguments = ("cifar10-two-class", None, "clbd-linf-16-7-to-4-0.2", 100, attacker)
+    scenario = grids.scenario_by_name("clbd-linf-16-7-to-4-0.2")
+    arguments = ("cifar10-two-class", None, scenario, 100, attacker)
     poisoned, params, X_two, y_two = runner.network_attack(*arguments, "cpu")
     assert set(poisoned.y_true.tolist()) == {4, 7} and len(poisoned.y) == 32
     assert set(y_two.tolist()) == {4, 7} and len(X_two) == 8
@@ -691,9 +734,10 @@ def test_tier_attacks_see_only_the_pair_and_are_computed_once(
     again = runner.network_attack(*arguments, "cpu")
     assert again[0] is poisoned
     runner.network_attack.cache_clear()
+    every_class = grids.scenario_by_name("clbd-linf-16-all-to-4-0.2")
     with pytest.raises(ValueError, match="needs a source class"):
         runner.network_attack(
-            "cifar10-two-class", None, "clbd-linf-16-all-to-4-0.2", 100, attacker, "cpu"
+            "cifar10-two-class", None, every_class, 100, attacker, "cpu"
         )
 
 
@@ -718,8 +762,10 @@ def test_a_digits_threat_run_reuses_its_attack(runner):
 
 
 def threat_record(run, tmr):
-    attack = importlib.import_module("grids").parse_network_attack(run.scenario)
-    name = f"clbd-{attack.norm}" if attack.kind == "clbd" else "adaptive-dlbd-1-to-1"
+    grids = importlib.import_module("grids")
+    attack = grids.scenario_by_name(run.scenario)
+    kind = attack_kind(grids, attack)
+    name = f"clbd-{attack.norm}" if kind == "clbd" else "adaptive-dlbd-1-to-1"
     record = run_record(run, tmr, attack.source, attack.target, attack.fraction)
     record["scenario_params"]["attack"] = name
     if attack.source is None:
