@@ -31,11 +31,10 @@ import time
 import numpy as np
 import torch
 from environment import STARTED_AT_COMMIT, cpu_model
-from grids import TWO_CLASS_NET, make_poisoned
-from run import two_class_split
+from grids import TWO_CLASS_NET
+from ispl_probe import load_saved_probe
 from weak_learner_contamination import WeakLearner
 
-from sklearn_backdoor.datasets import load_cifar10
 from sklearn_backdoor.incompatibility import vote_by_mode
 from sklearn_backdoor.metrics import removal_counts
 
@@ -136,12 +135,9 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    probe = np.load(args.probe)
-    X, y, X_test, y_test = load_cifar10(args.data)
-    poisoned, _ = make_poisoned(args.scenario, X, y, args.seed)
-    poisoned, X_test, y_test = two_class_split(poisoned, X_test, y_test)
-    if not np.array_equal(probe["is_poison"], poisoned.is_poison):
-        raise ValueError(f"probe={args.probe!r} was not saved on {args.scenario}")
+    probe, poisoned, X_test, y_test, _ = load_saved_probe(
+        args.probe, args.scenario, args.data, args.seed
+    )
     started = time.perf_counter()
     results, learners, votes, eligible = replay(
         probe, poisoned, X_test, y_test, args.rule, args.epochs, args.seed

@@ -99,6 +99,22 @@ def save_learners(path, ispl, poisoned, X_test, y_test):
     )
 
 
+def load_saved_probe(path, scenario, data, seed=100):
+    """A file written by ``--save`` and the scenario it was saved on.
+
+    Returns ``(saved arrays, poisoned two-class training set, X_test, y_test,
+    scenario parameters)``; raises ValueError if the file's poison is not the
+    scenario's.
+    """
+    saved = np.load(path)
+    X, y, X_test, y_test = load_cifar10(data)
+    poisoned, scenario_params = make_poisoned(scenario, X, y, seed)
+    poisoned, X_test, y_test = two_class_split(poisoned, X_test, y_test)
+    if not np.array_equal(saved["is_poison"], poisoned.is_poison):
+        raise ValueError(f"probe={str(path)!r} was not saved on {scenario}")
+    return saved, poisoned, X_test, y_test, scenario_params
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("scenario")
