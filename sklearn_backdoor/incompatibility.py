@@ -104,6 +104,14 @@ class IncompatibilityClustering(BaseSanitizer):
     self_training_momentum : float, default=0.8
         Smoothing of the per-sample correctness; a sample is kept when its
         smoothed correctness exceeds 0.5 (it starts at 0.5).
+    balanced_self_training : bool, default=False
+        Each self-training round trains on the kept samples with every class
+        drawn up (with replacement) to the size of the largest kept class.
+        Not in the paper: when the vote removes more clean samples of one
+        class (the attack's source class, whose images the poisoned weak
+        learners learned to call the target), a network trained on the rest
+        leans to the other classes and self-training removes still more of
+        that class instead of winning it back.
     augment_scoring : bool, default=True
         Compute the trimming losses, the votes and the self-training
         predictions on augmented images (the net's training augmentation), as
@@ -199,6 +207,7 @@ class IncompatibilityClustering(BaseSanitizer):
         "self_training_rounds": [Interval(Integral, 1, None, closed="left")],
         "self_training_epochs": [Interval(Integral, 1, None, closed="left")],
         "self_training_momentum": [Interval(Real, 0, 1, closed="left")],
+        "balanced_self_training": ["boolean"],
         "augment_scoring": ["boolean"],
         "n_jobs": [None, Integral],
     }
@@ -224,6 +233,7 @@ class IncompatibilityClustering(BaseSanitizer):
         self_training_rounds=20,
         self_training_epochs=5,
         self_training_momentum=0.8,
+        balanced_self_training=False,
         augment_scoring=True,
         random_state=None,
         n_jobs=None,
@@ -248,6 +258,7 @@ class IncompatibilityClustering(BaseSanitizer):
         self.self_training_rounds = self_training_rounds
         self.self_training_epochs = self_training_epochs
         self.self_training_momentum = self_training_momentum
+        self.balanced_self_training = balanced_self_training
         self.augment_scoring = augment_scoring
         self.random_state = random_state
         self.n_jobs = n_jobs
@@ -404,9 +415,12 @@ class IncompatibilityClustering(BaseSanitizer):
                 net.initialize_optimizer()
             else:
                 net = self._new_net(rng)
+            rows = np.flatnonzero(keep)
+            if self.balanced_self_training:
+                rows = oversample_to_balance(rows, y, rng)
             train_net(
                 net,
-                *_rows(X_t, y_t, np.flatnonzero(keep)),
+                *_rows(X_t, y_t, rows),
                 epochs=self.self_training_epochs,
                 warm_start=continuing,
             )
@@ -500,6 +514,18 @@ def vote_by_mode(votes, labels, min_votes, rng, *, eligible=None):
     agreeing = counts[labels, samples]
     disagreement = 1.0 - agreeing / np.maximum(n_voting, 1)
     return keep, disagreement
+
+
+def oversample_to_balance(rows, labels, rng):
+    """``rows`` plus, for every class of ``labels[rows]`` smaller than the
+    largest, rows of that class drawn with replacement until it is as large.
+    """
+    classes, counts = np.unique(labels[rows], return_counts=True)
+    extra = [
+        rng.choice(rows[labels[rows] == label], counts.max() - count)
+        for label, count in zip(classes, counts, strict=True)
+    ]
+    return np.concatenate([rows, *extra])
 
 
 def in_core_sets(components, n_samples):

@@ -7,11 +7,17 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import FunctionTransformer
 
-from sklearn_backdoor import BackdoorWarning, IncompatibilityClustering, Pipeline
+from sklearn_backdoor import (
+    BackdoorWarning,
+    IncompatibilityClustering,
+    Pipeline,
+    incompatibility,
+)
 from sklearn_backdoor.datasets import load_digits_images
 from sklearn_backdoor.incompatibility import (
     in_core_sets,
     ispl_iterations,
+    oversample_to_balance,
     trim_by_loss,
     vote_by_mode,
 )
@@ -152,6 +158,52 @@ def test_learners_do_not_vouch_for_their_own_core_sets():
     np.testing.assert_array_equal(everyone, [True, True, True, True])
     np.testing.assert_array_equal(others, [False, False, True, True])
     np.testing.assert_allclose(disagreement, [2 / 3, 2 / 3, 0.0, 0.0])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    labels=arrays(np.int64, st.integers(1, 60), elements=st.integers(0, 3)),
+    seed=st.integers(0, 2**16),
+)
+def test_oversampling_balances_the_kept_classes_with_their_own_rows(labels, seed):
+    rng = np.random.RandomState(seed)
+    rows = np.flatnonzero(rng.rand(len(labels)) < 0.7)
+    balanced = oversample_to_balance(rows, labels, rng)
+    np.testing.assert_array_equal(balanced[: len(rows)], rows)
+    assert set(balanced) == set(rows)
+    _, counts = np.unique(labels[balanced], return_counts=True)
+    assert len(set(counts)) <= 1
+    if len(rows):
+        assert counts.max() == np.unique(labels[rows], return_counts=True)[1].max()
+
+
+def test_balanced_self_training_trains_on_equal_classes():
+    # 150 dark images of class 0, 50 bright ones of class 1: easy to learn.
+    y = np.where(np.arange(200) < 150, 0, 1)
+    X = (
+        np.random.RandomState(0).randint(0, 100, (200, 8, 8, 1))
+        + 155 * y[:, None, None, None]
+    )
+    X = X.astype(np.uint8)
+    seen = []
+    ic = IncompatibilityClustering(
+        random_state=0,
+        balanced_self_training=True,
+        **{**TINY, "trim_per_class": True},
+    )
+    original = incompatibility.train_net
+
+    def recording_train_net(net, X_t, y_t, **kwargs):
+        seen.append(np.bincount(y_t.cpu().numpy(), minlength=2))
+        return original(net, X_t, y_t, **kwargs)
+
+    incompatibility.train_net = recording_train_net
+    try:
+        ic.fit(X, y)
+    finally:
+        incompatibility.train_net = original
+    self_training = seen[-TINY["self_training_rounds"] :]
+    assert all(counts[0] == counts[1] > 0 for counts in self_training)
 
 
 def test_in_core_sets_marks_membership():
