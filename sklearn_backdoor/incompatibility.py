@@ -108,10 +108,9 @@ class IncompatibilityClustering(BaseSanitizer):
         Each self-training round trains on the kept samples with every class
         drawn up (with replacement) to the size of the largest kept class.
         Not in the paper: when the vote removes more clean samples of one
-        class (the attack's source class, whose images the poisoned weak
-        learners learned to call the target), a network trained on the rest
-        leans to the other classes and self-training removes still more of
-        that class instead of winning it back.
+        class than of the others, a network trained on the rest leans to the
+        other classes and self-training removes still more of that class
+        instead of winning it back (two-class CIFAR-10, docs/benchmarks.md).
     augment_scoring : bool, default=True
         Compute the trimming losses, the votes and the self-training
         predictions on augmented images (the net's training augmentation), as
