@@ -24,7 +24,6 @@ on the clean samples it votes on::
         --out benchmarks/results/cifar10-two-class-cross-fit.jsonl
 """
 
-import argparse
 import json
 import time
 
@@ -32,7 +31,7 @@ import numpy as np
 import torch
 from environment import STARTED_AT_COMMIT, cpu_model
 from grids import TWO_CLASS_NET
-from ispl_probe import load_saved_probe
+from ispl_probe import load_saved_probe, replay_parser
 from weak_learner_contamination import WeakLearner
 
 from sklearn_backdoor.incompatibility import vote_by_mode
@@ -123,16 +122,10 @@ def unanimous_counts(votes, eligible, y, classes, poisoned):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("scenario")
-    parser.add_argument("probe", help=".npz written by ispl_probe.py --save")
+    parser = replay_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--rule", choices=("complement", "cocluster"), required=True)
     parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--seed", type=int, default=100)
-    parser.add_argument("--data", required=True, help="CIFAR-10 folder or zip")
-    parser.add_argument("--out", required=True, help="JSON-lines file to append to")
     parser.add_argument("--save", default=None, help=".npz for the votes")
-    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     probe, poisoned, X_test, y_test, _ = load_saved_probe(

@@ -99,6 +99,20 @@ def save_learners(path, ispl, poisoned, X_test, y_test):
     )
 
 
+def replay_parser(description):
+    """Command-line arguments shared by the scripts that replay a saved probe:
+    the scenario, the ``--save`` file, ``--seed``, ``--data``, ``--out`` and
+    ``--threads``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("scenario")
+    parser.add_argument("probe", help=".npz written by ispl_probe.py --save")
+    parser.add_argument("--seed", type=int, default=100)
+    parser.add_argument("--data", required=True, help="CIFAR-10 folder or zip")
+    parser.add_argument("--out", required=True, help="JSON-lines file to append to")
+    parser.add_argument("--threads", type=int, default=2)
+    return parser
+
+
 def load_saved_probe(path, scenario, data, seed=100):
     """A file written by ``--save`` and the scenario it was saved on.
 

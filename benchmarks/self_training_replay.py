@@ -15,7 +15,6 @@ self-training (per class too), clean accuracy and TMR::
         --out benchmarks/results/cifar10-two-class-self-training.jsonl
 """
 
-import argparse
 import json
 import time
 
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 from environment import STARTED_AT_COMMIT, cpu_model
 from grids import TWO_CLASS_FINAL_EPOCHS, TWO_CLASS_ISPL_PARAMS, TWO_CLASS_NET
-from ispl_probe import load_saved_probe
+from ispl_probe import load_saved_probe, replay_parser
 from run import attack_metrics
 
 from sklearn_backdoor import IncompatibilityClustering, NetworkClassifier
@@ -59,14 +58,8 @@ def counts(keep, poisoned):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("scenario")
-    parser.add_argument("probe", help=".npz written by ispl_probe.py --save")
+    parser = replay_parser(__doc__.split("\n\n")[0])
     parser.add_argument("params", type=json.loads, help="self-training parameters")
-    parser.add_argument("--seed", type=int, default=100)
-    parser.add_argument("--data", required=True, help="CIFAR-10 folder or zip")
-    parser.add_argument("--out", required=True, help="JSON-lines file to append to")
-    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     probe, poisoned, X_test, y_test, scenario_params = load_saved_probe(
