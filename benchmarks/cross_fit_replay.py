@@ -12,6 +12,12 @@ sample is judged only by learners that never saw it (cross-fitting):
   shares the most samples with ``c``, so that poison split differently by
   another bag does not reach the learner; it votes on every sample it did not
   train on.
+- ``own``: ISPL+B's own learners, retrained on their core sets and voting on
+  every sample, the baseline the others are compared with.
+
+``--balanced`` trains every learner on its rows with each class drawn up
+(with replacement) to the size of its largest class, as
+``balanced_self_training`` does for self-training.
 
 It reads the ``.npz`` written by ``ispl_probe.py --save`` (core sets, labels,
 which samples are poisoned), trains the learners with the tier's network and
@@ -34,7 +40,7 @@ from grids import TWO_CLASS_NET
 from ispl_probe import load_saved_probe, replay_parser
 from weak_learner_contamination import WeakLearner
 
-from sklearn_backdoor.incompatibility import vote_by_mode
+from sklearn_backdoor.incompatibility import oversample_to_balance, vote_by_mode
 from sklearn_backdoor.metrics import removal_counts
 
 
@@ -42,6 +48,8 @@ def training_rows(component_of, bags, learner, rule):
     """Bool mask of the samples learner ``learner`` trains on."""
     bag = bags[learner]
     own = component_of[bag] == learner
+    if rule == "own":
+        return own
     train = ~own
     if rule == "complement":
         return train
@@ -58,7 +66,7 @@ def accuracy(predicted, y):
     return round(float((predicted == y).mean()), 3)
 
 
-def replay(probe, poisoned, X_test, y_test, rule, epochs, seed):
+def replay(probe, poisoned, X_test, y_test, rule, epochs, seed, balanced=False):
     component_of, bags = probe["component_of"], probe["component_bags"]
     y = poisoned.y
     is_poison = poisoned.is_poison
@@ -66,14 +74,19 @@ def replay(probe, poisoned, X_test, y_test, rule, epochs, seed):
     votes, eligible, learners = [], [], []
     for learner in range(len(bags)):
         train = training_rows(component_of, bags, learner, rule)
+        rows = np.flatnonzero(train)
+        if balanced:
+            rows = oversample_to_balance(rows, y, np.random.RandomState(seed + learner))
         started = time.perf_counter()
         net = WeakLearner(poisoned.X, epochs, 0.0, seed + learner)
-        net.fit(poisoned.X[train], y[train])
+        net.fit(poisoned.X[rows], y[rows])
         seconds = time.perf_counter() - started
         predicted = net.predict(poisoned.X)
         voting = ~train
         if rule == "complement":
             voting = component_of[bags[learner]] == learner
+        elif rule == "own":
+            voting = np.ones_like(train)
         votes.append(np.searchsorted(classes, predicted))
         eligible.append(voting)
         clean_voted = voting & ~is_poison
@@ -123,7 +136,10 @@ def unanimous_counts(votes, eligible, y, classes, poisoned):
 
 def main(argv=None):
     parser = replay_parser(__doc__.split("\n\n")[0])
-    parser.add_argument("--rule", choices=("complement", "cocluster"), required=True)
+    parser.add_argument(
+        "--rule", choices=("complement", "cocluster", "own"), required=True
+    )
+    parser.add_argument("--balanced", action="store_true")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--save", default=None, help=".npz for the votes")
     args = parser.parse_args(argv)
@@ -133,12 +149,20 @@ def main(argv=None):
     )
     started = time.perf_counter()
     results, learners, votes, eligible = replay(
-        probe, poisoned, X_test, y_test, args.rule, args.epochs, args.seed
+        probe,
+        poisoned,
+        X_test,
+        y_test,
+        args.rule,
+        args.epochs,
+        args.seed,
+        balanced=args.balanced,
     )
     record = {
         "scenario": args.scenario,
         "probe": args.probe.rsplit("/", 1)[-1],
         "rule": args.rule,
+        "balanced": args.balanced,
         "epochs": args.epochs,
         "vote": results,
         "learners": learners,
