@@ -27,6 +27,12 @@ recommended) scenario 0 of the authors' generator is airplane -> bird::
 
     python examples/compatibility_figure.py --data cifar10-jpg.zip --scenario 0
 
+``--two-class`` keeps only the scenario's source and target classes (the
+two-class CPU tier's data: minutes on two CPU cores with ``--net fast_cpu``)::
+
+    python examples/compatibility_figure.py --data cifar10-jpg.zip --scenario 0 \
+        --two-class --net fast_cpu --n-clean 3 --n-poison 3 --ratios 0.5,1
+
 Needs matplotlib (``pip install matplotlib``, or the ``benchmarks`` extra).
 """
 
@@ -60,6 +66,11 @@ def parse_arguments():
     parser.add_argument(
         "--scenario", type=int, default=0, help="CIFAR-10 pair index 0-7 (seed 100)"
     )
+    parser.add_argument(
+        "--two-class",
+        action="store_true",
+        help="CIFAR-10: only the scenario's source and target classes",
+    )
     parser.add_argument("--norm", default="linf", choices=("linf", "l2"))
     parser.add_argument(
         "--ratios", default="0,0.25,0.5,0.75,1", help="comma-separated |P'|/|C_src|"
@@ -73,7 +84,10 @@ def parse_arguments():
     parser.add_argument("--output", default="compatibility_figure.png")
     parser.add_argument("--random-state", type=int, default=0)
     parser.add_argument("--device", default="auto")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.two_class and args.data is None:
+        parser.error("--two-class restricts CIFAR-10: it needs --data")
+    return args
 
 
 def import_pyplot():
@@ -102,6 +116,10 @@ def load_scenario(args):
         scenario = reference_scenarios(100, poison_fractions=(0.1,))[args.scenario]
         source, target, trigger = scenario.source, scenario.target, scenario.trigger()
         name = f"CIFAR-10 {source}->{target}"
+        if args.two_class:
+            pair = np.isin(y, [source, target])
+            X, y = X[pair], y[pair]
+            name += ", two classes"
     if args.attack == "dlbd":
         X_poison = trigger.apply(X)
         y_poison = np.full_like(y, target)
