@@ -863,3 +863,24 @@ def test_ray_backend_runs_the_smoke_grid(tmp_path):
     subprocess.run(command, check=True, env=env, timeout=300, cwd=tmp_path)
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(r["defense"] for r in records) == ["none", "ss"]
+
+
+def test_cross_fit_training_rows_per_rule():
+    """Learner 0 of bag 0 trains on its own core set (``own``), on everything
+    else (``complement``), or on everything else but the core set of bag 1
+    that shares most samples with its own (``cocluster``)."""
+    cross_fit = load_script("cross_fit_replay")
+    component_of = np.array(
+        [
+            [0, 0, 0, 1, 1, 1, -1, -1],
+            [2, 2, 3, 3, 3, 2, 3, -1],
+        ]
+    )
+    bags = np.array([0, 0, 1, 1])
+    rows = {
+        rule: np.flatnonzero(cross_fit.training_rows(component_of, bags, 0, rule))
+        for rule in ("own", "complement", "cocluster")
+    }
+    assert rows["own"].tolist() == [0, 1, 2]
+    assert rows["complement"].tolist() == [3, 4, 5, 6, 7]
+    assert rows["cocluster"].tolist() == [3, 4, 6, 7]
