@@ -60,23 +60,32 @@ def counts(keep, poisoned):
 def main(argv=None):
     parser = replay_parser(__doc__.split("\n\n")[0])
     parser.add_argument("params", type=json.loads, help="self-training parameters")
+    parser.add_argument(
+        "--replay-seed",
+        type=int,
+        default=None,
+        help="seeds self-training and the final model (default: --seed), to "
+        "measure their own variance from one vote",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     probe, poisoned, X_test, y_test, scenario_params = load_saved_probe(
         args.probe, args.scenario, args.data, args.seed
     )
+    replay_seed = args.seed if args.replay_seed is None else args.replay_seed
     started = time.perf_counter()
     vote = probe["boosting_mask"]
-    keep = self_train_from_vote(poisoned, vote, args.params, args.seed)
+    keep = self_train_from_vote(poisoned, vote, args.params, replay_seed)
     self_training_seconds = time.perf_counter() - started
     final = NetworkClassifier(
-        TWO_CLASS_NET, epochs=TWO_CLASS_FINAL_EPOCHS, random_state=args.seed
+        TWO_CLASS_NET, epochs=TWO_CLASS_FINAL_EPOCHS, random_state=replay_seed
     ).fit(poisoned.X[keep], poisoned.y[keep])
     metrics = attack_metrics(final, X_test, y_test, poisoned.trigger, scenario_params)
     record = {
         "scenario": args.scenario,
         "probe": args.probe.rsplit("/", 1)[-1],
         "params": args.params,
+        "replay_seed": replay_seed,
         "vote": counts(vote, poisoned),
         "self_trained": counts(keep, poisoned),
         "clean_accuracy": round(metrics["clean_accuracy"], 4),

@@ -884,3 +884,23 @@ def test_cross_fit_training_rows_per_rule():
     assert rows["own"].tolist() == [0, 1, 2]
     assert rows["complement"].tolist() == [3, 4, 5, 6, 7]
     assert rows["cocluster"].tolist() == [3, 4, 6, 7]
+
+
+def test_kept_set_replay_variants():
+    """The random-removal control removes as many clean samples of each class
+    as the vote did, and no variant but the vote keeps poison."""
+    replay = load_script("kept_set_replay")
+    y = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
+    is_poison = np.zeros(10, dtype=bool)
+    is_poison[[4, 9]] = True
+    vote = np.array([False, False, True, True, True, True, True, False, True, True])
+    sets = replay.kept_sets(vote, is_poison, y, seed=0)
+    assert sets["vote"] is vote
+    assert np.array_equal(sets["vote_without_poison"], vote & ~is_poison)
+    assert not (sets["oracle"] & is_poison).any()
+    control = sets["random_removal"]
+    assert not (control & is_poison).any()
+    clean_removed = ~vote & ~is_poison
+    for label in (0, 1):
+        in_class = (y == label) & ~is_poison
+        assert np.sum(in_class & ~control) == np.sum(in_class & clean_removed)
