@@ -904,3 +904,36 @@ def test_kept_set_replay_variants():
     for label in (0, 1):
         in_class = (y == label) & ~is_poison
         assert np.sum(in_class & ~control) == np.sum(in_class & clean_removed)
+
+
+def test_vote_replay_nearly_clean_rule_ignores_poisoned_learners():
+    """The oracle rule lets only learners whose core sets hold at most
+    NEARLY_CLEAN poisoned samples vote: two learners fitted on the poison,
+    which outvote the clean one under the modal vote, are left out."""
+    replay = load_script("vote_replay")
+    half = replay.NEARLY_CLEAN + 1
+    y = np.array([0] * 4 + [1] * (4 + 2 * half))
+    is_poison = np.zeros(len(y), dtype=bool)
+    is_poison[8:] = True
+    # Learners 0 and 1 hold half the poison each; learner 2 the clean samples.
+    component_of = np.full((3, len(y)), -1)
+    component_of[0, 8 : 8 + half] = 0
+    component_of[1, 8 + half :] = 1
+    component_of[2, :8] = 2
+    truth = np.array([0] * 4 + [1] * 4 + [0] * (2 * half))
+    probe = {
+        "y": y,
+        "is_poison": is_poison,
+        "component_of": component_of,
+        "bags": np.arange(3),
+        "votes": np.stack([y, y, truth]),
+    }
+    rows = {row["rule"]: row for row in replay.vote_rows(probe)}
+    oracle = rows[
+        f"mode, only learners with <= {replay.NEARLY_CLEAN} poisoned (oracle)"
+    ]
+    assert (oracle["fp"], oracle["fn"]) == (0, 0)
+    assert (rows["mode, every learner"]["fp"], rows["mode, every learner"]["fn"]) == (
+        0,
+        2 * half,
+    )
