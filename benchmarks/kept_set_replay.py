@@ -34,8 +34,6 @@ from run import attack_metrics
 
 from sklearn_backdoor import NetworkClassifier
 
-VARIANTS = ("oracle", "vote", "vote_without_poison", "random_removal")
-
 
 def random_removal(vote, is_poison, y, rng):
     """Every clean sample minus, in each class, as many random clean samples
@@ -50,7 +48,7 @@ def random_removal(vote, is_poison, y, rng):
 
 
 def kept_sets(vote, is_poison, y, seed):
-    """Boolean keep mask of each variant in :data:`VARIANTS`."""
+    """Boolean keep mask of each variant of the module docstring, by name."""
     return {
         "oracle": ~is_poison,
         "vote": vote,

@@ -30,7 +30,7 @@ recommended) scenario 0 of the authors' generator is airplane -> bird::
 ``--two-class`` keeps only the scenario's source and target classes (the
 two-class CPU tier's data: minutes on two CPU cores with ``--net fast_cpu``)::
 
-    python examples/compatibility_figure.py --data cifar10-jpg.zip --scenario 0 \
+    python examples/compatibility_figure.py --data cifar10-jpg.zip --scenario 0 \\
         --two-class --net fast_cpu --n-clean 3 --n-poison 3 --ratios 0.5,1
 
 Needs matplotlib (``pip install matplotlib``, or the ``benchmarks`` extra).

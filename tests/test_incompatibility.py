@@ -177,7 +177,7 @@ def test_oversampling_balances_the_kept_classes_with_their_own_rows(labels, seed
         assert counts.max() == np.unique(labels[rows], return_counts=True)[1].max()
 
 
-def test_balanced_self_training_trains_on_equal_classes():
+def test_balanced_self_training_trains_on_equal_classes(monkeypatch):
     # 150 dark images of class 0, 50 bright ones of class 1: easy to learn.
     y = np.where(np.arange(200) < 150, 0, 1)
     X = (
@@ -197,11 +197,8 @@ def test_balanced_self_training_trains_on_equal_classes():
         seen.append(np.bincount(y_t.cpu().numpy(), minlength=2))
         return original(net, X_t, y_t, **kwargs)
 
-    incompatibility.train_net = recording_train_net
-    try:
-        ic.fit(X, y)
-    finally:
-        incompatibility.train_net = original
+    monkeypatch.setattr(incompatibility, "train_net", recording_train_net)
+    ic.fit(X, y)
     self_training = seen[-TINY["self_training_rounds"] :]
     assert all(counts[0] == counts[1] > 0 for counts in self_training)
 
