@@ -13,11 +13,17 @@ the alternatives, on two workloads:
 each with the library's policy (``policy``), with every fit on torch's
 default threads (``all-threads``, the policy switched off) and on one
 thread (``one-thread``), first on an idle machine and then while one
-busy-looping process per core keeps every core busy::
+busy-looping process per core keeps every core busy (``--competitor
+torch``: while a second torch job trains the CNN preset on all cores)::
 
     python benchmarks/thread_use.py --out benchmarks/results/thread_use-cpu.json
 
 Stop other work on the machine first: the idle rows assume it is idle.
+OpenMP reads ``OMP_WAIT_POLICY`` once, when torch loads it, so a wait
+policy is compared by running the script twice (the record names it)::
+
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/thread_use.py \\
+        --out benchmarks/results/thread_use-cpu-passive.json
 """
 
 import argparse
@@ -118,12 +124,28 @@ def _spin():
         pass
 
 
+def _train_forever():
+    """Another torch job: the CNN preset training on all cores, forever."""
+    fit = cifar_cnn()
+    while True:
+        fit()
+
+
 @contextlib.contextmanager
-def busy_cores(n):
-    """Keep ``n`` cores busy with spinning processes for the block."""
-    workers = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(n)]
+def busy_cores(n, competitor="spin"):
+    """Keep the cores busy for the block: ``n`` spinning processes, or
+    (``competitor="torch"``) one process training the CNN preset on torch's
+    default threads, as a second benchmark on the machine would."""
+    # A forked child would inherit this process's OpenMP pool and hang in it:
+    # the torch job starts afresh, and is given time to import torch.
+    target, count, context, settle = (_spin, n, "fork", 0)
+    if competitor == "torch":
+        target, count, context, settle = (_train_forever, 1, "spawn", 10)
+    start_method = multiprocessing.get_context(context)
+    workers = [start_method.Process(target=target, daemon=True) for _ in range(count)]
     for worker in workers:
         worker.start()
+    time.sleep(settle)
     try:
         yield
     finally:
@@ -143,12 +165,14 @@ def seconds_of(fit, repeats):
     return min(times)
 
 
-def measure(workloads, settings, repeats):
+def measure(workloads, settings, repeats, competitor="spin"):
     all_threads = torch.get_num_threads()
     rows = []
     for load in ("idle", "busy"):
         context = (
-            busy_cores(os.cpu_count()) if load == "busy" else contextlib.nullcontext()
+            busy_cores(os.cpu_count(), competitor)
+            if load == "busy"
+            else contextlib.nullcontext()
         )
         with context:
             for name in workloads:
@@ -171,11 +195,22 @@ def main(argv=None):
         "--settings", nargs="+", default=["policy", "all-threads", "one-thread"]
     )
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--competitor",
+        choices=("spin", "torch"),
+        default="spin",
+        help="what keeps the cores busy: one spinning process per core, or "
+        "a second torch job training the CNN preset",
+    )
     args = parser.parse_args(argv)
-    rows, all_threads = measure(args.workloads, args.settings, args.repeats)
+    rows, all_threads = measure(
+        args.workloads, args.settings, args.repeats, args.competitor
+    )
     record = {
         "rows": rows,
         "torch_default_threads": all_threads,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "competitor": args.competitor,
         "small_ispl": SMALL_ISPL,
         "cpu_model": cpu_model(),
         "versions": library_versions(),
