@@ -18,6 +18,8 @@ self-training with another start for the smoothed correctness:
 
     python benchmarks/self_training_trace.py --init paper \\
         --out benchmarks/results/digits-self-training-trace.jsonl
+
+``--all`` runs every eps-20% scenario of the grid instead of the four.
 """
 
 import argparse
@@ -26,7 +28,7 @@ import json
 import numpy as np
 import torch
 from environment import STARTED_AT_COMMIT, cpu_model
-from grids import CornerPatch
+from grids import CORNER_TRIGGERS, DIGITS_ROBUST_PAIRS, CornerPatch
 from run import load_dataset
 
 import sklearn_backdoor.incompatibility as incompatibility
@@ -90,10 +92,22 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--init", choices=("paper", "agreement", "binary"))
     parser.add_argument("--out", required=True)
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="every eps-20%% scenario of the digits-robust grid (40 fits)",
+    )
     args = parser.parse_args(argv)
+    scenarios = SCENARIOS
+    if args.all:
+        scenarios = [
+            (corner, source, target)
+            for source, target in DIGITS_ROBUST_PAIRS
+            for corner in CORNER_TRIGGERS
+        ]
     torch.set_num_threads(1)
     X, y, _, _ = load_dataset("digits")
-    for corner, source, target in SCENARIOS:
+    for corner, source, target in scenarios:
         scenario = CornerPatch(source, target, 0.2, corner)
         poisoned, _ = scenario.poison(X, y, 0, None, "cpu")
         is_poison = np.zeros(len(poisoned.y), dtype=bool)
