@@ -29,9 +29,8 @@ import numpy as np
 import torch
 from environment import STARTED_AT_COMMIT, cpu_model
 from grids import CORNER_TRIGGERS, DIGITS_ROBUST_PAIRS, CornerPatch
-from run import load_dataset
+from run import append_record, load_dataset
 
-import sklearn_backdoor.incompatibility as incompatibility
 from sklearn_backdoor import IncompatibilityClustering
 
 # Failures (FN 24-25 after a vote FN of 2-9) and one success of the grid.
@@ -46,46 +45,34 @@ class TracedISPL(IncompatibilityClustering):
         self.init = init
         self.is_poison = is_poison
 
-    def _fit_mask(self, X_t, y_t, rng):
-        self.rounds_ = []
-        return super()._fit_mask(X_t, y_t, rng)
-
     def _self_train(self, X_t, y_t, y, keep, rng):
-        # Share of the weak learners whose vote agrees with the label (no draw
-        # from rng, so that the paper start replays the estimator exactly).
-        agreement = (self.votes_ == self.classes_[y]).mean(axis=0)
-        start = {
-            "paper": np.full(len(y), 0.5),
-            "agreement": agreement,
-            "binary": keep.astype(float),
-        }[self.init]
-        correctness, net = start, None
-        for _ in range(self.self_training_rounds):
-            continuing = net is not None
-            if continuing:
-                net.initialize_optimizer()
-            else:
-                net = self._new_net(rng)
-            rows = np.flatnonzero(keep)
-            incompatibility.train_net(
-                net,
-                *incompatibility._rows(X_t, y_t, rows),
-                epochs=self.self_training_epochs,
-                warm_start=continuing,
-            )
-            correct = self._predict(net, X_t) == y
+        self.rounds_, self._labels = [], y
+        try:
+            return super()._self_train(X_t, y_t, y, keep, rng)
+        finally:
+            del self._labels
+
+    def _initial_correctness(self, keep, y):
+        if self.init == "agreement":
+            # Share of the weak learners whose vote agrees with the label.
+            return (self.votes_ == self.classes_[y]).mean(axis=0)
+        if self.init == "binary":
+            return keep.astype(float)
+        return super()._initial_correctness(keep, y)
+
+    def _predict(self, net, X_t):
+        """Each self-training round predicts once; the vote predicts before
+        self-training sets ``_labels``."""
+        predicted = super()._predict(net, X_t)
+        if hasattr(self, "_labels"):
+            correct = predicted == self._labels
             self.rounds_.append(
                 [
                     int(correct[self.is_poison].sum()),
                     int((~correct[~self.is_poison]).sum()),
                 ]
             )
-            momentum = self.self_training_momentum
-            correctness = (1 - momentum) * correct + momentum * correctness
-            keep = correctness > 0.5
-        self.self_training_correctness_ = correctness
-        self.final_net_ = net
-        return keep
+        return predicted
 
 
 def main(argv=None):
@@ -126,8 +113,7 @@ def main(argv=None):
             "git_commit": STARTED_AT_COMMIT,
         }
         print(json.dumps(record), flush=True)
-        with open(args.out, "a") as file:
-            file.write(json.dumps(record) + "\n")
+        append_record(args.out, record)
 
 
 if __name__ == "__main__":

@@ -393,7 +393,7 @@ class IncompatibilityClustering(BaseSanitizer):
 
     def _self_train(self, X_t, y_t, y, keep, rng):
         """App. C self-paced self-training, seeded with the boosting mask."""
-        correctness = np.full(len(y), 0.5)
+        correctness = self._initial_correctness(keep, y)
         net = None
         rounds = tqdm(
             range(self.self_training_rounds),
@@ -430,6 +430,11 @@ class IncompatibilityClustering(BaseSanitizer):
         self.self_training_correctness_ = correctness
         self.final_net_ = net
         return keep
+
+    def _initial_correctness(self, keep, y):
+        """Smoothed correctness before the first self-training round: 0.5 for
+        every sample (App. C), so one correct prediction admits a sample."""
+        return np.full(len(y), 0.5)
 
     def _scoring_augmentation(self, net):
         return train_augmentation(net) if self.augment_scoring else None
