@@ -15,6 +15,9 @@ sample is judged only by learners that never saw it (cross-fitting):
 - ``own``: ISPL+B's own learners, retrained on their core sets and voting on
   every sample, the baseline the others are compared with.
 
+``--trim q`` trains every learner as ``weak_learner_trim=q`` does: each
+epoch after the first on the lowest-loss ``1 - q`` of each class of its rows.
+
 ``--balanced`` trains every learner on its rows with each class drawn up
 (with replacement) to the size of its largest class, as
 ``balanced_self_training`` does for self-training.
@@ -66,7 +69,9 @@ def accuracy(predicted, y):
     return round(float((predicted == y).mean()), 3)
 
 
-def replay(probe, poisoned, X_test, y_test, rule, epochs, seed, balanced=False):
+def replay(
+    probe, poisoned, X_test, y_test, rule, epochs, seed, balanced=False, trim=0.0
+):
     component_of, bags = probe["component_of"], probe["component_bags"]
     y = poisoned.y
     is_poison = poisoned.is_poison
@@ -78,7 +83,7 @@ def replay(probe, poisoned, X_test, y_test, rule, epochs, seed, balanced=False):
         if balanced:
             rows = oversample_to_balance(rows, y, np.random.RandomState(seed + learner))
         started = time.perf_counter()
-        net = WeakLearner(poisoned.X, epochs, 0.0, seed + learner)
+        net = WeakLearner(poisoned.X, epochs, trim, seed + learner)
         net.fit(poisoned.X[rows], y[rows])
         seconds = time.perf_counter() - started
         predicted = net.predict(poisoned.X)
@@ -140,6 +145,7 @@ def main(argv=None):
         "--rule", choices=("complement", "cocluster", "own"), required=True
     )
     parser.add_argument("--balanced", action="store_true")
+    parser.add_argument("--trim", type=float, default=0.0)
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--save", default=None, help=".npz for the votes")
     args = parser.parse_args(argv)
@@ -157,12 +163,14 @@ def main(argv=None):
         args.epochs,
         args.seed,
         balanced=args.balanced,
+        trim=args.trim,
     )
     record = {
         "scenario": args.scenario,
         "probe": args.probe.rsplit("/", 1)[-1],
         "rule": args.rule,
         "balanced": args.balanced,
+        "trim": args.trim,
         "epochs": args.epochs,
         "vote": results,
         "learners": learners,

@@ -137,11 +137,16 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="JSON-lines file to append to")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
+        "--seed", type=int, default=100, help="the defense's random_state"
+    )
+    parser.add_argument(
         "--save", default=None, help=".npz for the core sets and learners' logits"
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    record = probe(args.scenario, args.params, args.data, save=args.save)
+    record = probe(
+        args.scenario, args.params, args.data, seed=args.seed, save=args.save
+    )
     record.update(
         threads=args.threads, cpu_model=cpu_model(), git_commit=STARTED_AT_COMMIT
     )

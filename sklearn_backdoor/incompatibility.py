@@ -85,6 +85,19 @@ class IncompatibilityClustering(BaseSanitizer):
         Epochs of each later ISPL iteration (same network, continued).
     weak_learner_epochs : int, default=40
         Epochs of the fresh network trained on each final core set.
+    weak_learner_trim : float, default=0.0
+        Share of each class of its core set that a weak learner leaves out
+        of its training, chosen anew every epoch by the learner's own
+        smoothed loss: after each epoch every core-set sample is scored
+        (momentum :data:`WEAK_LEARNER_LOSS_MOMENTUM`) and the next epoch
+        trains on the lowest-loss ``1 - weak_learner_trim`` of each class.
+        0 trains on the whole core set, as the paper does. Not in the paper:
+        a core set is rarely free of poison, and on two-class CIFAR-10 a
+        learner that trains on 5 poisoned images among 2,400 predicts the
+        target for 80% of the other poisoned images (24% with none), which
+        turns its vote for the poison (docs/benchmarks.md); poison the
+        learner has not yet learned has a high loss and is left out. Costs
+        one inference pass over the core set per epoch.
     min_votes : int, default=2
         A sample is kept only if its modal vote has at least this many votes
         (the reference's ``count > 1``).
@@ -200,6 +213,7 @@ class IncompatibilityClustering(BaseSanitizer):
         "warmup_epochs": [Interval(Integral, 1, None, closed="left")],
         "epochs_per_iteration": [Interval(Integral, 1, None, closed="left")],
         "weak_learner_epochs": [Interval(Integral, 1, None, closed="left")],
+        "weak_learner_trim": [Interval(Real, 0, 1, closed="left")],
         "min_votes": [Interval(Integral, 1, None, closed="left")],
         "vote_on_own_core": ["boolean"],
         "self_training": ["boolean"],
@@ -226,6 +240,7 @@ class IncompatibilityClustering(BaseSanitizer):
         warmup_epochs=8,
         epochs_per_iteration=4,
         weak_learner_epochs=40,
+        weak_learner_trim=0.0,
         min_votes=2,
         vote_on_own_core=True,
         self_training=True,
@@ -251,6 +266,7 @@ class IncompatibilityClustering(BaseSanitizer):
         self.warmup_epochs = warmup_epochs
         self.epochs_per_iteration = epochs_per_iteration
         self.weak_learner_epochs = weak_learner_epochs
+        self.weak_learner_trim = weak_learner_trim
         self.min_votes = min_votes
         self.vote_on_own_core = vote_on_own_core
         self.self_training = self_training
@@ -340,13 +356,7 @@ class IncompatibilityClustering(BaseSanitizer):
                     X_t, y_t, y, active, target, start_from_half, rng
                 )
             with Stopwatch(self.device_) as weak_training:
-                weak = self._new_net(rng)
-                train_net(
-                    weak,
-                    *_rows(X_t, y_t, core),
-                    epochs=self.weak_learner_epochs,
-                    progress=self._progress(f"weak learner {index + 1}"),
-                )
+                weak = self._train_weak_learner(X_t, y_t, y, core, rng, index)
             learners.append((core, weak, (search.seconds, weak_training.seconds)))
             active[core] = False
         return learners
@@ -384,6 +394,39 @@ class IncompatibilityClustering(BaseSanitizer):
             sampled = rng.binomial(1, self.expansion, len(active_idx)) == 1
             train_idx = active_idx[keep & sampled]
         return active_idx[keep]
+
+    def _train_weak_learner(self, X_t, y_t, y, core, rng, index):
+        """A fresh network trained on core set ``core`` (its vote)."""
+        weak = self._new_net(rng)
+        title = self._progress(f"weak learner {index + 1}")
+        if self.weak_learner_trim == 0:
+            train_net(
+                weak,
+                *_rows(X_t, y_t, core),
+                epochs=self.weak_learner_epochs,
+                progress=title,
+            )
+            return weak
+        rows = core
+        smoothed = np.zeros(len(core))
+        epochs = tqdm(
+            range(self.weak_learner_epochs),
+            desc=title,
+            disable=title is None,
+            leave=False,
+        )
+        for epoch in epochs:
+            train_net(weak, *_rows(X_t, y_t, rows), epochs=1, warm_start=epoch > 0)
+            if epoch == self.weak_learner_epochs - 1:
+                break
+            losses = self._losses(weak, *_rows(X_t, y_t, core))
+            momentum = WEAK_LEARNER_LOSS_MOMENTUM
+            smoothed = momentum * smoothed + (1 - momentum) * losses
+            kept = trim_by_loss(
+                smoothed, y[core], 1 - self.weak_learner_trim, 0.0, per_class=True
+            )
+            rows = _at_least_two(core[kept], core)
+        return weak
 
     def _trim_fraction(self, iteration, n_iterations, target):
         """beta_t: ``initial_trim_multiplier * p`` falling linearly to ``p``."""
@@ -447,6 +490,11 @@ class IncompatibilityClustering(BaseSanitizer):
     def _predict(self, net, X_t):
         logits = predict_logits(net, X_t, augmentation=self._scoring_augmentation(net))
         return logits.argmax(dim=1).cpu().numpy()
+
+
+WEAK_LEARNER_LOSS_MOMENTUM = 0.5
+"""Momentum of the smoothed loss by which a weak learner trims its core set
+(``weak_learner_trim``); the loss of each epoch weighs as much as all before."""
 
 
 def ispl_iterations(target):

@@ -406,3 +406,83 @@ def test_keeping_nothing_warns():
     ic = IncompatibilityClustering(random_state=0, **TINY)
     with pytest.warns(BackdoorWarning, match="kept none of the 40 samples"):
         ic._store_decision(np.zeros(40, dtype=bool), None)
+
+
+def _recording_weak_learner_training(monkeypatch):
+    """Record the labels and images of every epoch that trains a weak learner."""
+    epochs, inside = [], []
+    original_train = incompatibility.train_net
+    original_weak = IncompatibilityClustering._train_weak_learner
+
+    def recording_train_net(net, X_t, y_t, **kwargs):
+        if inside:
+            epochs.append((X_t.cpu().numpy(), y_t.cpu().numpy()))
+        return original_train(net, X_t, y_t, **kwargs)
+
+    def marking_weak_learner(self, *args, **kwargs):
+        inside.append(True)
+        try:
+            return original_weak(self, *args, **kwargs)
+        finally:
+            inside.pop()
+
+    monkeypatch.setattr(incompatibility, "train_net", recording_train_net)
+    monkeypatch.setattr(
+        IncompatibilityClustering, "_train_weak_learner", marking_weak_learner
+    )
+    return epochs
+
+
+def _dark_and_bright_with_mislabelled(n=240, n_wrong=12, seed=0):
+    """Dark images are class 0, bright ones class 1; ``n_wrong`` dark images
+    labelled 1 have a pixel of 255 at the top left (every other pixel is at
+    most 249), so they can be told apart after standardisation."""
+    rng = np.random.RandomState(seed)
+    y = np.arange(n) % 2
+    X = rng.randint(0, 60, (n, 8, 8, 1)) + 190 * y[:, None, None, None]
+    wrong = np.flatnonzero(y == 0)[:n_wrong]
+    y = y.copy()
+    y[wrong] = 1
+    X[wrong, 0, 0, 0] = 255
+    return X.astype(np.uint8), y
+
+
+def test_weak_learner_trim_trains_later_epochs_on_each_class_low_loss_share(
+    monkeypatch,
+):
+    X, y = _dark_and_bright_with_mislabelled()
+    epochs = _recording_weak_learner_training(monkeypatch)
+    params = {**TINY, "n_components": 1, "weak_learner_epochs": 4}
+    params["component_fraction"] = 1.0  # the core set is the whole data set
+    IncompatibilityClustering(
+        random_state=0, self_training=False, weak_learner_trim=0.25, **params
+    ).fit(X, y)
+    assert len(epochs) == 4
+    first = np.bincount(epochs[0][1], minlength=2)
+    for _, labels in epochs[1:]:
+        counts = np.bincount(labels, minlength=2)
+        assert ((counts >= 0.7 * first) & (counts <= 0.8 * first)).all()
+
+
+def test_weak_learner_trim_leaves_out_mislabelled_images(monkeypatch):
+    X, y = _dark_and_bright_with_mislabelled()
+    epochs = _recording_weak_learner_training(monkeypatch)
+    params = {**TINY, "n_components": 1, "weak_learner_epochs": 6}
+    params["component_fraction"] = 1.0  # the core set is the whole data set
+    IncompatibilityClustering(
+        random_state=0, self_training=False, weak_learner_trim=0.25, **params
+    ).fit(X, y)
+    marked = epochs[0][0][:, 0, 0, 0].max()
+    wrong_in = [int((images[:, 0, 0, 0] == marked).sum()) for images, _ in epochs]
+    assert wrong_in[0] == 12
+    assert wrong_in[-1] == 0, wrong_in
+
+
+def test_no_weak_learner_trim_trains_on_the_whole_core_set(monkeypatch):
+    X, y = _dark_and_bright_with_mislabelled()
+    epochs = _recording_weak_learner_training(monkeypatch)
+    ic = IncompatibilityClustering(
+        random_state=0, self_training=False, **{**TINY, "n_components": 1}
+    ).fit(X, y)
+    assert len(epochs) == 1
+    assert len(epochs[0][1]) == len(ic.components_[0])
