@@ -7,7 +7,10 @@ clean images back. This script starts from the vote an ``ispl_probe.py
 --save`` file holds (``boosting_mask``), runs the estimator's own
 self-training with the given parameters, trains the tier's final model on
 what it keeps and appends one JSON line: FP/FN of the vote and after
-self-training (per class too), clean accuracy and TMR::
+self-training (per class too), clean accuracy and TMR. ``--vote
+not-own-core`` starts instead from the vote recomputed from the saved
+learners' logits without each learner's vote on its own core set
+(``vote_on_own_core=False``)::
 
     python benchmarks/self_training_replay.py 0-to-2-pixel-0.1-seed100 \\
         probe.npz '{"self_training_rounds": 20, "self_training_epochs": 5}' \\
@@ -24,8 +27,10 @@ from environment import STARTED_AT_COMMIT, cpu_model
 from grids import TWO_CLASS_FINAL_EPOCHS, TWO_CLASS_ISPL_PARAMS, TWO_CLASS_NET
 from ispl_probe import load_saved_probe, replay_parser
 from run import attack_metrics
+from vote_replay import load_probe, own_core_sets
 
 from sklearn_backdoor import IncompatibilityClustering, NetworkClassifier
+from sklearn_backdoor.incompatibility import vote_by_mode
 from sklearn_backdoor.metrics import removal_counts
 
 
@@ -41,6 +46,23 @@ def self_train_from_vote(poisoned, boosting_mask, params, seed):
     y_t = torch.as_tensor(y, dtype=torch.long, device=X_t.device)
     rng = np.random.RandomState(seed)
     return ispl._self_train(X_t, y_t, y, boosting_mask.copy(), rng)
+
+
+def saved_vote(path, rule, seed):
+    """The vote a probe saved (``"saved"``) or, for ``"not-own-core"``, the
+    estimator's vote recomputed from the saved logits without each learner's
+    vote on its own core set."""
+    if rule == "saved":
+        return np.load(path)["boosting_mask"]
+    probe = load_probe(path)
+    keep, _ = vote_by_mode(
+        probe["votes"],
+        probe["y"],
+        IncompatibilityClustering().min_votes,
+        np.random.RandomState(seed),
+        eligible=~own_core_sets(probe),
+    )
+    return keep
 
 
 def counts(keep, poisoned):
@@ -67,6 +89,7 @@ def main(argv=None):
         help="seeds self-training and the final model (default: --seed), to "
         "measure their own variance from one vote",
     )
+    parser.add_argument("--vote", choices=("saved", "not-own-core"), default="saved")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     probe, poisoned, X_test, y_test, scenario_params = load_saved_probe(
@@ -74,7 +97,7 @@ def main(argv=None):
     )
     replay_seed = args.seed if args.replay_seed is None else args.replay_seed
     started = time.perf_counter()
-    vote = probe["boosting_mask"]
+    vote = saved_vote(args.probe, args.vote, replay_seed)
     keep = self_train_from_vote(poisoned, vote, args.params, replay_seed)
     self_training_seconds = time.perf_counter() - started
     final = NetworkClassifier(
@@ -86,6 +109,7 @@ def main(argv=None):
         "probe": args.probe.rsplit("/", 1)[-1],
         "params": args.params,
         "replay_seed": replay_seed,
+        "vote_rule": args.vote,
         "vote": counts(vote, poisoned),
         "self_trained": counts(keep, poisoned),
         "clean_accuracy": round(metrics["clean_accuracy"], 4),

@@ -124,6 +124,15 @@ class IncompatibilityClustering(BaseSanitizer):
         class than of the others, a network trained on the rest leans to the
         other classes and self-training removes still more of that class
         instead of winning it back (two-class CIFAR-10, docs/benchmarks.md).
+    self_training_trim : float, default=0.0
+        Share of each class of the kept samples that every self-training
+        epoch leaves out by the network's own smoothed loss, as
+        ``weak_learner_trim`` does for the weak learners (the first epoch of
+        the first round trains on every kept sample). 0 trains on all of
+        them, as the paper does. Not in the paper: self-training trains on
+        what the vote kept, poison included, and a network that learns the
+        trigger from a few dozen kept poisoned images predicts their label
+        and so re-admits every poisoned image (docs/benchmarks.md).
     augment_scoring : bool, default=True
         Compute the trimming losses, the votes and the self-training
         predictions on augmented images (the net's training augmentation), as
@@ -221,6 +230,7 @@ class IncompatibilityClustering(BaseSanitizer):
         "self_training_epochs": [Interval(Integral, 1, None, closed="left")],
         "self_training_momentum": [Interval(Real, 0, 1, closed="left")],
         "balanced_self_training": ["boolean"],
+        "self_training_trim": [Interval(Real, 0, 1, closed="left")],
         "augment_scoring": ["boolean"],
         "n_jobs": [None, Integral],
     }
@@ -248,6 +258,7 @@ class IncompatibilityClustering(BaseSanitizer):
         self_training_epochs=5,
         self_training_momentum=0.8,
         balanced_self_training=False,
+        self_training_trim=0.0,
         augment_scoring=True,
         random_state=None,
         n_jobs=None,
@@ -274,6 +285,7 @@ class IncompatibilityClustering(BaseSanitizer):
         self.self_training_epochs = self_training_epochs
         self.self_training_momentum = self_training_momentum
         self.balanced_self_training = balanced_self_training
+        self.self_training_trim = self_training_trim
         self.augment_scoring = augment_scoring
         self.random_state = random_state
         self.n_jobs = n_jobs
@@ -407,26 +419,39 @@ class IncompatibilityClustering(BaseSanitizer):
                 progress=title,
             )
             return weak
-        rows = core
-        smoothed = np.zeros(len(core))
-        epochs = tqdm(
-            range(self.weak_learner_epochs),
-            desc=title,
-            disable=title is None,
-            leave=False,
+        return self._train_trimmed(
+            weak,
+            X_t,
+            y_t,
+            y,
+            core,
+            epochs=self.weak_learner_epochs,
+            trim=self.weak_learner_trim,
+            warm_start=False,
+            title=title,
         )
-        for epoch in epochs:
-            train_net(weak, *_rows(X_t, y_t, rows), epochs=1, warm_start=epoch > 0)
-            if epoch == self.weak_learner_epochs - 1:
-                break
-            losses = self._losses(weak, *_rows(X_t, y_t, core))
-            momentum = WEAK_LEARNER_LOSS_MOMENTUM
-            smoothed = momentum * smoothed + (1 - momentum) * losses
-            kept = trim_by_loss(
-                smoothed, y[core], 1 - self.weak_learner_trim, 0.0, per_class=True
-            )
-            rows = _at_least_two(core[kept], core)
-        return weak
+
+    def _train_trimmed(
+        self, net, X_t, y_t, y, rows, *, epochs, trim, warm_start, title=None
+    ):
+        """Train ``net`` epoch by epoch on the lowest-loss ``1 - trim`` share
+        of each class of ``rows``, by its own loss smoothed over the epochs
+        (:data:`WEAK_LEARNER_LOSS_MOMENTUM`). The first epoch of a fresh net
+        trains on every row: there is no loss to judge by yet."""
+        smoothed = np.zeros(len(rows))
+        epoch_bar = tqdm(range(epochs), desc=title, disable=title is None, leave=False)
+        for epoch in epoch_bar:
+            continuing = warm_start or epoch > 0
+            train_rows = rows
+            if continuing:
+                losses = self._losses(net, *_rows(X_t, y_t, rows))
+                momentum = WEAK_LEARNER_LOSS_MOMENTUM
+                smoothed = momentum * smoothed + (1 - momentum) * losses
+                kept = trim_by_loss(smoothed, y[rows], 1 - trim, 0.0, per_class=True)
+                train_rows = _at_least_two(rows[kept], rows)
+            train_rows = _rows(X_t, y_t, train_rows)
+            train_net(net, *train_rows, epochs=1, warm_start=continuing)
+        return net
 
     def _trim_fraction(self, iteration, n_iterations, target):
         """beta_t: ``initial_trim_multiplier * p`` falling linearly to ``p``."""
@@ -460,12 +485,24 @@ class IncompatibilityClustering(BaseSanitizer):
             rows = np.flatnonzero(keep)
             if self.balanced_self_training:
                 rows = oversample_to_balance(rows, y, rng)
-            train_net(
-                net,
-                *_rows(X_t, y_t, rows),
-                epochs=self.self_training_epochs,
-                warm_start=continuing,
-            )
+            if self.self_training_trim:
+                self._train_trimmed(
+                    net,
+                    X_t,
+                    y_t,
+                    y,
+                    rows,
+                    epochs=self.self_training_epochs,
+                    trim=self.self_training_trim,
+                    warm_start=continuing,
+                )
+            else:
+                train_net(
+                    net,
+                    *_rows(X_t, y_t, rows),
+                    epochs=self.self_training_epochs,
+                    warm_start=continuing,
+                )
             correct = self._predict(net, X_t) == y
             momentum = self.self_training_momentum
             correctness = (1 - momentum) * correct + momentum * correctness
@@ -493,8 +530,9 @@ class IncompatibilityClustering(BaseSanitizer):
 
 
 WEAK_LEARNER_LOSS_MOMENTUM = 0.5
-"""Momentum of the smoothed loss by which a weak learner trims its core set
-(``weak_learner_trim``); the loss of each epoch weighs as much as all before."""
+"""Momentum of the smoothed loss by which a network trims its training set
+(``weak_learner_trim``, ``self_training_trim``); the loss of each epoch
+weighs as much as all before it."""
 
 
 def ispl_iterations(target):

@@ -408,11 +408,12 @@ def test_keeping_nothing_warns():
         ic._store_decision(np.zeros(40, dtype=bool), None)
 
 
-def _recording_weak_learner_training(monkeypatch):
-    """Record the labels and images of every epoch that trains a weak learner."""
+def _recording_weak_learner_training(monkeypatch, method="_train_weak_learner"):
+    """Record the images and labels of every ``train_net`` call made inside
+    ``IncompatibilityClustering.<method>`` (by default the weak learners')."""
     epochs, inside = [], []
     original_train = incompatibility.train_net
-    original_weak = IncompatibilityClustering._train_weak_learner
+    original_weak = getattr(IncompatibilityClustering, method)
 
     def recording_train_net(net, X_t, y_t, **kwargs):
         if inside:
@@ -427,9 +428,7 @@ def _recording_weak_learner_training(monkeypatch):
             inside.pop()
 
     monkeypatch.setattr(incompatibility, "train_net", recording_train_net)
-    monkeypatch.setattr(
-        IncompatibilityClustering, "_train_weak_learner", marking_weak_learner
-    )
+    monkeypatch.setattr(IncompatibilityClustering, method, marking_weak_learner)
     return epochs
 
 
@@ -486,3 +485,24 @@ def test_no_weak_learner_trim_trains_on_the_whole_core_set(monkeypatch):
     ).fit(X, y)
     assert len(epochs) == 1
     assert len(epochs[0][1]) == len(ic.components_[0])
+
+
+def test_self_training_trim_leaves_out_mislabelled_images(monkeypatch):
+    X, y = _dark_and_bright_with_mislabelled()
+    epochs = _recording_weak_learner_training(monkeypatch, method="_self_train")
+    ic = IncompatibilityClustering(random_state=0, self_training_trim=0.25, **TINY)
+    ic._initial_correctness = lambda keep, y: np.ones(len(y))  # start from all
+    monkeypatch.setattr(
+        incompatibility,
+        "vote_by_mode",
+        lambda votes, labels, *a, **k: (
+            np.ones(len(labels), dtype=bool),
+            np.zeros(len(labels)),
+        ),
+    )
+    ic.set_params(self_training_rounds=3, self_training_epochs=2).fit(X, y)
+    marked = epochs[0][0][:, 0, 0, 0].max()
+    wrong_in = [int((images[:, 0, 0, 0] == marked).sum()) for images, _ in epochs]
+    assert len(epochs) == 6
+    assert wrong_in[0] == 12
+    assert wrong_in[-1] == 0, wrong_in
