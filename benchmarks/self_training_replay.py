@@ -10,7 +10,9 @@ what it keeps and appends one JSON line: FP/FN of the vote and after
 self-training (per class too), clean accuracy and TMR. ``--vote
 not-own-core`` starts instead from the vote recomputed from the saved
 learners' logits without each learner's vote on its own core set
-(``vote_on_own_core=False``)::
+(``vote_on_own_core=False``); ``--start agreement`` starts self-training's
+smoothed correctness at the share of the voting learners that agree with
+each label instead of 0.5::
 
     python benchmarks/self_training_replay.py 0-to-2-pixel-0.1-seed100 \\
         probe.npz '{"self_training_rounds": 20, "self_training_epochs": 5}' \\
@@ -34,9 +36,24 @@ from sklearn_backdoor.incompatibility import vote_by_mode
 from sklearn_backdoor.metrics import removal_counts
 
 
-def self_train_from_vote(poisoned, boosting_mask, params, seed):
-    """The estimator's self-training, seeded with a saved vote."""
-    ispl = IncompatibilityClustering(
+class StartedISPL(IncompatibilityClustering):
+    """ISPL+B whose self-training starts from a given smoothed correctness."""
+
+    def __init__(self, start=None, **params):
+        super().__init__(**params)
+        self.start = start
+
+    def _initial_correctness(self, keep, y):
+        if self.start is None:
+            return super()._initial_correctness(keep, y)
+        return self.start.copy()
+
+
+def self_train_from_vote(poisoned, boosting_mask, params, seed, start=None):
+    """The estimator's self-training, seeded with a saved vote; ``start``
+    (if given) replaces the paper's starting correctness of 0.5."""
+    ispl = StartedISPL(
+        start=start,
         net=TWO_CLASS_NET,
         random_state=seed,
         **{**TWO_CLASS_ISPL_PARAMS, **params},
@@ -51,18 +68,20 @@ def self_train_from_vote(poisoned, boosting_mask, params, seed):
 def saved_vote(path, rule, seed):
     """The vote a probe saved (``"saved"``) or, for ``"not-own-core"``, the
     estimator's vote recomputed from the saved logits without each learner's
-    vote on its own core set."""
-    if rule == "saved":
-        return np.load(path)["boosting_mask"]
+    vote on its own core set; and the share of the voting learners that
+    agree with each label."""
     probe = load_probe(path)
-    keep, _ = vote_by_mode(
+    eligible = None if rule == "saved" else ~own_core_sets(probe)
+    keep, disagreement = vote_by_mode(
         probe["votes"],
         probe["y"],
         IncompatibilityClustering().min_votes,
         np.random.RandomState(seed),
-        eligible=~own_core_sets(probe),
+        eligible=eligible,
     )
-    return keep
+    if rule == "saved":
+        keep = np.load(path)["boosting_mask"]
+    return keep, 1 - disagreement
 
 
 def counts(keep, poisoned):
@@ -90,6 +109,13 @@ def main(argv=None):
         "measure their own variance from one vote",
     )
     parser.add_argument("--vote", choices=("saved", "not-own-core"), default="saved")
+    parser.add_argument(
+        "--start",
+        choices=("paper", "agreement"),
+        default="paper",
+        help="self-training's starting correctness: 0.5 (paper) or the share "
+        "of voting learners that agree with the label",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     probe, poisoned, X_test, y_test, scenario_params = load_saved_probe(
@@ -97,8 +123,9 @@ def main(argv=None):
     )
     replay_seed = args.seed if args.replay_seed is None else args.replay_seed
     started = time.perf_counter()
-    vote = saved_vote(args.probe, args.vote, replay_seed)
-    keep = self_train_from_vote(poisoned, vote, args.params, replay_seed)
+    vote, agreement = saved_vote(args.probe, args.vote, replay_seed)
+    start = agreement if args.start == "agreement" else None
+    keep = self_train_from_vote(poisoned, vote, args.params, replay_seed, start)
     self_training_seconds = time.perf_counter() - started
     final = NetworkClassifier(
         TWO_CLASS_NET, epochs=TWO_CLASS_FINAL_EPOCHS, random_state=replay_seed
@@ -110,6 +137,7 @@ def main(argv=None):
         "params": args.params,
         "replay_seed": replay_seed,
         "vote_rule": args.vote,
+        "start": args.start,
         "vote": counts(vote, poisoned),
         "self_trained": counts(keep, poisoned),
         "clean_accuracy": round(metrics["clean_accuracy"], 4),
