@@ -49,9 +49,12 @@ class StartedISPL(IncompatibilityClustering):
         return self.start.copy()
 
 
-def self_train_from_vote(poisoned, boosting_mask, params, seed, start=None):
+def self_train_from_vote(
+    poisoned, boosting_mask, params, seed, start=None, disagreement=None
+):
     """The estimator's self-training, seeded with a saved vote; ``start``
-    (if given) replaces the paper's starting correctness of 0.5."""
+    (if given) replaces the paper's starting correctness of 0.5, and
+    ``disagreement`` is the vote's, as the estimator passes it."""
     ispl = StartedISPL(
         start=start,
         net=TWO_CLASS_NET,
@@ -62,7 +65,9 @@ def self_train_from_vote(poisoned, boosting_mask, params, seed, start=None):
     X_t = ispl._training_tensor(X)
     y_t = torch.as_tensor(y, dtype=torch.long, device=X_t.device)
     rng = np.random.RandomState(seed)
-    return ispl._self_train(X_t, y_t, y, boosting_mask.copy(), rng)
+    return ispl._self_train(
+        X_t, y_t, y, boosting_mask.copy(), rng, disagreement=disagreement
+    )
 
 
 def saved_vote(path, rule, seed):
@@ -125,7 +130,9 @@ def main(argv=None):
     started = time.perf_counter()
     vote, agreement = saved_vote(args.probe, args.vote, replay_seed)
     start = agreement if args.start == "agreement" else None
-    keep = self_train_from_vote(poisoned, vote, args.params, replay_seed, start)
+    keep = self_train_from_vote(
+        poisoned, vote, args.params, replay_seed, start, disagreement=1 - agreement
+    )
     self_training_seconds = time.perf_counter() - started
     final = NetworkClassifier(
         TWO_CLASS_NET, epochs=TWO_CLASS_FINAL_EPOCHS, random_state=replay_seed

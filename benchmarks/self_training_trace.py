@@ -45,10 +45,10 @@ class TracedISPL(IncompatibilityClustering):
         self.init = init
         self.is_poison = is_poison
 
-    def _self_train(self, X_t, y_t, y, keep, rng):
+    def _self_train(self, X_t, y_t, y, keep, rng, disagreement=None):
         self.rounds_, self._labels = [], y
         try:
-            return super()._self_train(X_t, y_t, y, keep, rng)
+            return super()._self_train(X_t, y_t, y, keep, rng, disagreement)
         finally:
             del self._labels
 

@@ -127,9 +127,10 @@ class IncompatibilityClustering(BaseSanitizer):
     self_training_trim : float, default=0.0
         Share of each class of the kept samples that every self-training
         epoch leaves out by the network's own smoothed loss, as
-        ``weak_learner_trim`` does for the weak learners (the first epoch of
-        the first round trains on every kept sample). 0 trains on all of
-        them, as the paper does. Not in the paper: self-training trains on
+        ``weak_learner_trim`` does for the weak learners; the first epoch of
+        the first round, before the network has a loss, leaves out the share
+        of each class with the highest disagreement of the vote. 0 trains on
+        all of them, as the paper does. Not in the paper: self-training trains on
         what the vote kept, poison included, and a network that learns the
         trigger from a few dozen kept poisoned images predicts their label
         and so re-admits every poisoned image (docs/benchmarks.md).
@@ -328,7 +329,9 @@ class IncompatibilityClustering(BaseSanitizer):
         self.self_training_correctness_ = None
         with self._phase("self_training"):
             if self.self_training:
-                keep = self._self_train(X_t, y_t, y, keep, rng)
+                keep = self._self_train(
+                    X_t, y_t, y, keep, rng, disagreement=disagreement
+                )
         return keep, disagreement
 
     def _cluster_one_bag(self, X_t, y_t, y, rng):
@@ -432,17 +435,34 @@ class IncompatibilityClustering(BaseSanitizer):
         )
 
     def _train_trimmed(
-        self, net, X_t, y_t, y, rows, *, epochs, trim, warm_start, title=None
+        self,
+        net,
+        X_t,
+        y_t,
+        y,
+        rows,
+        *,
+        epochs,
+        trim,
+        warm_start,
+        title=None,
+        first_scores=None,
     ):
         """Train ``net`` epoch by epoch on the lowest-loss ``1 - trim`` share
         of each class of ``rows``, by its own loss smoothed over the epochs
         (:data:`WEAK_LEARNER_LOSS_MOMENTUM`). The first epoch of a fresh net
-        trains on every row: there is no loss to judge by yet."""
+        has no loss to judge by: it trains on the lowest ``first_scores``
+        share instead (e.g. the vote's disagreement), or on every row."""
         smoothed = np.zeros(len(rows))
         epoch_bar = tqdm(range(epochs), desc=title, disable=title is None, leave=False)
         for epoch in epoch_bar:
             continuing = warm_start or epoch > 0
             train_rows = rows
+            if not continuing and first_scores is not None:
+                kept = trim_by_loss(
+                    first_scores, y[rows], 1 - trim, 0.0, per_class=True
+                )
+                train_rows = _at_least_two(rows[kept], rows)
             if continuing:
                 losses = self._losses(net, *_rows(X_t, y_t, rows))
                 momentum = WEAK_LEARNER_LOSS_MOMENTUM
@@ -459,8 +479,12 @@ class IncompatibilityClustering(BaseSanitizer):
         multiplier = min(self.initial_trim_multiplier, max(1, steps_left))
         return float(np.clip(multiplier * target, 0, 1))
 
-    def _self_train(self, X_t, y_t, y, keep, rng):
-        """App. C self-paced self-training, seeded with the boosting mask."""
+    def _self_train(self, X_t, y_t, y, keep, rng, disagreement=None):
+        """App. C self-paced self-training, seeded with the boosting mask.
+
+        ``disagreement`` (the vote's, per sample) is what the first epoch
+        trims by with ``self_training_trim``, before the network has a loss.
+        """
         correctness = self._initial_correctness(keep, y)
         net = None
         rounds = tqdm(
@@ -495,6 +519,7 @@ class IncompatibilityClustering(BaseSanitizer):
                     epochs=self.self_training_epochs,
                     trim=self.self_training_trim,
                     warm_start=continuing,
+                    first_scores=None if disagreement is None else disagreement[rows],
                 )
             else:
                 train_net(

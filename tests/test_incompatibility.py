@@ -506,3 +506,24 @@ def test_self_training_trim_leaves_out_mislabelled_images(monkeypatch):
     assert len(epochs) == 6
     assert wrong_in[0] == 12
     assert wrong_in[-1] == 0, wrong_in
+
+
+def test_self_training_trim_first_epoch_leaves_out_what_the_vote_disputes(
+    monkeypatch,
+):
+    X, y = _dark_and_bright_with_mislabelled()
+    wrong = X[:, 0, 0, 0] == 255
+    epochs = _recording_weak_learner_training(monkeypatch, method="_self_train")
+    monkeypatch.setattr(
+        incompatibility,
+        "vote_by_mode",
+        lambda votes, labels, *a, **k: (
+            np.ones(len(labels), dtype=bool),
+            wrong.astype(float),  # every learner disputes the mislabelled
+        ),
+    )
+    ic = IncompatibilityClustering(random_state=0, self_training_trim=0.25, **TINY)
+    ic.set_params(self_training_rounds=1, self_training_epochs=1).fit(X, y)
+    ((images, labels),) = epochs
+    assert len(labels) == len(y) - wrong.sum()
+    assert np.bincount(labels).tolist() == [120 - 12, 120]
