@@ -412,18 +412,8 @@ class IncompatibilityClustering(BaseSanitizer):
 
     def _train_weak_learner(self, X_t, y_t, y, core, rng, index):
         """A fresh network trained on core set ``core`` (its vote)."""
-        weak = self._new_net(rng)
-        title = self._progress(f"weak learner {index + 1}")
-        if self.weak_learner_trim == 0:
-            train_net(
-                weak,
-                *_rows(X_t, y_t, core),
-                epochs=self.weak_learner_epochs,
-                progress=title,
-            )
-            return weak
         return self._train_trimmed(
-            weak,
+            self._new_net(rng),
             X_t,
             y_t,
             y,
@@ -431,7 +421,7 @@ class IncompatibilityClustering(BaseSanitizer):
             epochs=self.weak_learner_epochs,
             trim=self.weak_learner_trim,
             warm_start=False,
-            title=title,
+            title=self._progress(f"weak learner {index + 1}"),
         )
 
     def _train_trimmed(
@@ -448,26 +438,34 @@ class IncompatibilityClustering(BaseSanitizer):
         title=None,
         first_scores=None,
     ):
-        """Train ``net`` epoch by epoch on the lowest-loss ``1 - trim`` share
-        of each class of ``rows``, by its own loss smoothed over the epochs
-        (:data:`WEAK_LEARNER_LOSS_MOMENTUM`). The first epoch of a fresh net
-        has no loss to judge by: it trains on the lowest ``first_scores``
-        share instead (e.g. the vote's disagreement), or on every row."""
+        """Train ``net`` on ``rows`` for ``epochs`` epochs, each epoch on the
+        lowest-loss ``1 - trim`` share of each class of ``rows`` by the net's
+        own loss smoothed over the epochs (:data:`WEAK_LEARNER_LOSS_MOMENTUM`).
+        The first epoch of a fresh net has no loss to judge by: it trims by
+        ``first_scores`` instead (e.g. the vote's disagreement), or trains on
+        every row. ``trim=0`` trains on every row throughout."""
+        X_rows, y_rows = _rows(X_t, y_t, rows)
+        if trim == 0:
+            return train_net(
+                net,
+                X_rows,
+                y_rows,
+                epochs=epochs,
+                warm_start=warm_start,
+                progress=title,
+            )
         smoothed = np.zeros(len(rows))
         epoch_bar = tqdm(range(epochs), desc=title, disable=title is None, leave=False)
         for epoch in epoch_bar:
             continuing = warm_start or epoch > 0
-            train_rows = rows
-            if not continuing and first_scores is not None:
-                kept = trim_by_loss(
-                    first_scores, y[rows], 1 - trim, 0.0, per_class=True
-                )
-                train_rows = _at_least_two(rows[kept], rows)
+            scores = first_scores
             if continuing:
-                losses = self._losses(net, *_rows(X_t, y_t, rows))
+                losses = self._losses(net, X_rows, y_rows)
                 momentum = WEAK_LEARNER_LOSS_MOMENTUM
-                smoothed = momentum * smoothed + (1 - momentum) * losses
-                kept = trim_by_loss(smoothed, y[rows], 1 - trim, 0.0, per_class=True)
+                scores = smoothed = momentum * smoothed + (1 - momentum) * losses
+            train_rows = rows
+            if scores is not None:
+                kept = trim_by_loss(scores, y[rows], 1 - trim, 0.0, per_class=True)
                 train_rows = _at_least_two(rows[kept], rows)
             train_rows = _rows(X_t, y_t, train_rows)
             train_net(net, *train_rows, epochs=1, warm_start=continuing)
@@ -509,25 +507,18 @@ class IncompatibilityClustering(BaseSanitizer):
             rows = np.flatnonzero(keep)
             if self.balanced_self_training:
                 rows = oversample_to_balance(rows, y, rng)
-            if self.self_training_trim:
-                self._train_trimmed(
-                    net,
-                    X_t,
-                    y_t,
-                    y,
-                    rows,
-                    epochs=self.self_training_epochs,
-                    trim=self.self_training_trim,
-                    warm_start=continuing,
-                    first_scores=None if disagreement is None else disagreement[rows],
-                )
-            else:
-                train_net(
-                    net,
-                    *_rows(X_t, y_t, rows),
-                    epochs=self.self_training_epochs,
-                    warm_start=continuing,
-                )
+            first_scores = None if disagreement is None else disagreement[rows]
+            self._train_trimmed(
+                net,
+                X_t,
+                y_t,
+                y,
+                rows,
+                epochs=self.self_training_epochs,
+                trim=self.self_training_trim,
+                warm_start=continuing,
+                first_scores=first_scores,
+            )
             correct = self._predict(net, X_t) == y
             momentum = self.self_training_momentum
             correctness = (1 - momentum) * correct + momentum * correctness

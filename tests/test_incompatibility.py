@@ -446,16 +446,30 @@ def _dark_and_bright_with_mislabelled(n=240, n_wrong=12, seed=0):
     return X.astype(np.uint8), y
 
 
+def _weak_learner_epochs_on_everything(monkeypatch, epochs, trim):
+    """The recorded epochs of one weak learner whose core set is the whole
+    mislabelled data set (``_dark_and_bright_with_mislabelled``)."""
+    X, y = _dark_and_bright_with_mislabelled()
+    recorded = _recording_weak_learner_training(monkeypatch)
+    params = {**TINY, "n_components": 1, "weak_learner_epochs": epochs}
+    params["component_fraction"] = 1.0  # the core set is the whole data set
+    IncompatibilityClustering(
+        random_state=0, self_training=False, weak_learner_trim=trim, **params
+    ).fit(X, y)
+    return recorded
+
+
+def _mislabelled_per_epoch(epochs):
+    """How many of the marked (mislabelled) images each recorded epoch saw;
+    the first epoch must hold them all."""
+    marked = epochs[0][0][:, 0, 0, 0].max()
+    return [int((images[:, 0, 0, 0] == marked).sum()) for images, _ in epochs]
+
+
 def test_weak_learner_trim_trains_later_epochs_on_each_class_low_loss_share(
     monkeypatch,
 ):
-    X, y = _dark_and_bright_with_mislabelled()
-    epochs = _recording_weak_learner_training(monkeypatch)
-    params = {**TINY, "n_components": 1, "weak_learner_epochs": 4}
-    params["component_fraction"] = 1.0  # the core set is the whole data set
-    IncompatibilityClustering(
-        random_state=0, self_training=False, weak_learner_trim=0.25, **params
-    ).fit(X, y)
+    epochs = _weak_learner_epochs_on_everything(monkeypatch, epochs=4, trim=0.25)
     assert len(epochs) == 4
     first = np.bincount(epochs[0][1], minlength=2)
     for _, labels in epochs[1:]:
@@ -464,15 +478,8 @@ def test_weak_learner_trim_trains_later_epochs_on_each_class_low_loss_share(
 
 
 def test_weak_learner_trim_leaves_out_mislabelled_images(monkeypatch):
-    X, y = _dark_and_bright_with_mislabelled()
-    epochs = _recording_weak_learner_training(monkeypatch)
-    params = {**TINY, "n_components": 1, "weak_learner_epochs": 6}
-    params["component_fraction"] = 1.0  # the core set is the whole data set
-    IncompatibilityClustering(
-        random_state=0, self_training=False, weak_learner_trim=0.25, **params
-    ).fit(X, y)
-    marked = epochs[0][0][:, 0, 0, 0].max()
-    wrong_in = [int((images[:, 0, 0, 0] == marked).sum()) for images, _ in epochs]
+    epochs = _weak_learner_epochs_on_everything(monkeypatch, epochs=6, trim=0.25)
+    wrong_in = _mislabelled_per_epoch(epochs)
     assert wrong_in[0] == 12
     assert wrong_in[-1] == 0, wrong_in
 
@@ -501,8 +508,7 @@ def test_self_training_trim_leaves_out_mislabelled_images(monkeypatch):
         ),
     )
     ic.set_params(self_training_rounds=3, self_training_epochs=2).fit(X, y)
-    marked = epochs[0][0][:, 0, 0, 0].max()
-    wrong_in = [int((images[:, 0, 0, 0] == marked).sum()) for images, _ in epochs]
+    wrong_in = _mislabelled_per_epoch(epochs)
     assert len(epochs) == 6
     assert wrong_in[0] == 12
     assert wrong_in[-1] == 0, wrong_in
