@@ -19,7 +19,9 @@ self-training with another start for the smoothed correctness:
     python benchmarks/self_training_trace.py --init paper \\
         --out benchmarks/results/digits-self-training-trace.jsonl
 
-``--all`` runs every eps-20% scenario of the grid instead of the four.
+``--all`` runs every eps-20% scenario of the grid instead of the four;
+``--params '{"self_training_trim": 0.3}'`` passes further parameters of
+the estimator (recorded with each line).
 """
 
 import argparse
@@ -84,6 +86,12 @@ def main(argv=None):
         action="store_true",
         help="every eps-20%% scenario of the digits-robust grid (40 fits)",
     )
+    parser.add_argument(
+        "--params",
+        type=json.loads,
+        default={},
+        help="JSON object of further IncompatibilityClustering parameters",
+    )
     args = parser.parse_args(argv)
     scenarios = SCENARIOS
     if args.all:
@@ -99,11 +107,14 @@ def main(argv=None):
         poisoned, _ = scenario.poison(X, y, 0, None, "cpu")
         is_poison = np.zeros(len(poisoned.y), dtype=bool)
         is_poison[poisoned.poison_indices] = True
-        ispl = TracedISPL(init=args.init, is_poison=is_poison, random_state=0)
+        ispl = TracedISPL(
+            init=args.init, is_poison=is_poison, random_state=0, **args.params
+        )
         ispl.fit(poisoned.X, poisoned.y)
         record = {
             "scenario": scenario.name,
             "init": args.init,
+            "params": args.params,
             "vote_fn": int((ispl.boosting_mask_ & is_poison).sum()),
             "vote_fp": int((~ispl.boosting_mask_ & ~is_poison).sum()),
             "fn": int((ispl.mask_ & is_poison).sum()),
