@@ -42,8 +42,9 @@ SCENARIOS = (("tl", 2, 9), ("tr", 0, 7), ("tl", 6, 0), ("tr", 1, 4))
 class TracedISPL(IncompatibilityClustering):
     """ISPL+B recording each self-training round, with a chosen start."""
 
-    def __init__(self, init="paper", is_poison=None, **params):
+    def __init__(self, init="paper", is_poison=None, trim_schedule=None, **params):
         super().__init__(**params)
+        self.trim_schedule = trim_schedule
         self.init = init
         self.is_poison = is_poison
 
@@ -53,6 +54,14 @@ class TracedISPL(IncompatibilityClustering):
             return super()._self_train(X_t, y_t, y, keep, rng, disagreement)
         finally:
             del self._labels
+
+    def _train_trimmed(self, net, X_t, y_t, y, rows, *, trim, **kwargs):
+        """With ``trim_schedule="linear"``, self-training's trim falls from
+        ``self_training_trim`` in the first round to 0 in the last."""
+        if hasattr(self, "_labels") and self.trim_schedule == "linear":
+            done = len(self.rounds_) / max(1, self.self_training_rounds - 1)
+            trim = trim * max(0.0, 1 - done)
+        return super()._train_trimmed(net, X_t, y_t, y, rows, trim=trim, **kwargs)
 
     def _initial_correctness(self, keep, y):
         if self.init == "agreement":
@@ -92,6 +101,12 @@ def main(argv=None):
         default={},
         help="JSON object of further IncompatibilityClustering parameters",
     )
+    parser.add_argument(
+        "--trim-schedule",
+        choices=("constant", "linear"),
+        default="constant",
+        help="self_training_trim in every round, or falling linearly to 0",
+    )
     args = parser.parse_args(argv)
     scenarios = SCENARIOS
     if args.all:
@@ -108,13 +123,18 @@ def main(argv=None):
         is_poison = np.zeros(len(poisoned.y), dtype=bool)
         is_poison[poisoned.poison_indices] = True
         ispl = TracedISPL(
-            init=args.init, is_poison=is_poison, random_state=0, **args.params
+            init=args.init,
+            is_poison=is_poison,
+            trim_schedule=args.trim_schedule,
+            random_state=0,
+            **args.params,
         )
         ispl.fit(poisoned.X, poisoned.y)
         record = {
             "scenario": scenario.name,
             "init": args.init,
             "params": args.params,
+            "trim_schedule": args.trim_schedule,
             "vote_fn": int((ispl.boosting_mask_ & is_poison).sum()),
             "vote_fp": int((~ispl.boosting_mask_ & ~is_poison).sum()),
             "fn": int((ispl.mask_ & is_poison).sum()),
