@@ -42,7 +42,9 @@ SCENARIOS = (("tl", 2, 9), ("tr", 0, 7), ("tl", 6, 0), ("tr", 1, 4))
 class TracedISPL(IncompatibilityClustering):
     """ISPL+B recording each self-training round, with a chosen start."""
 
-    def __init__(self, init="paper", is_poison=None, trim_schedule=None, **params):
+    def __init__(
+        self, init="paper", is_poison=None, trim_schedule="constant", **params
+    ):
         super().__init__(**params)
         self.trim_schedule = trim_schedule
         self.init = init
@@ -57,9 +59,13 @@ class TracedISPL(IncompatibilityClustering):
 
     def _train_trimmed(self, net, X_t, y_t, y, rows, *, trim, **kwargs):
         """With ``trim_schedule="linear"``, self-training's trim falls from
-        ``self_training_trim`` in the first round to 0 in the last."""
-        if hasattr(self, "_labels") and self.trim_schedule == "linear":
-            done = len(self.rounds_) / max(1, self.self_training_rounds - 1)
+        ``self_training_trim`` in the first round to 0 in the last; with
+        ``"half"``, to 0 halfway, the second half untrimmed."""
+        if hasattr(self, "_labels") and self.trim_schedule != "constant":
+            span = self.self_training_rounds - 1
+            if self.trim_schedule == "half":
+                span = self.self_training_rounds // 2
+            done = len(self.rounds_) / max(1, span)
             trim = trim * max(0.0, 1 - done)
         return super()._train_trimmed(net, X_t, y_t, y, rows, trim=trim, **kwargs)
 
@@ -103,9 +109,10 @@ def main(argv=None):
     )
     parser.add_argument(
         "--trim-schedule",
-        choices=("constant", "linear"),
+        choices=("constant", "linear", "half"),
         default="constant",
-        help="self_training_trim in every round, or falling linearly to 0",
+        help="self_training_trim in every round, or falling linearly to 0 by "
+        "the last round or by half the rounds",
     )
     args = parser.parse_args(argv)
     scenarios = SCENARIOS
