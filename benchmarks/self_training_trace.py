@@ -20,8 +20,11 @@ self-training with another start for the smoothed correctness:
         --out benchmarks/results/digits-self-training-trace.jsonl
 
 ``--all`` runs every eps-20% scenario of the grid instead of the four;
-``--params '{"self_training_trim": 0.3}'`` passes further parameters of
-the estimator (recorded with each line).
+``--params '{"self_training_trim": 0.3, "self_training_trim_rounds": 10}'``
+passes further parameters of the estimator (recorded with each line).
+Records with ``"trim_schedule": "linear"`` or ``"half"`` were written by an
+earlier version of this script whose own schedule is now the estimator's
+``self_training_trim_rounds`` (19 and 10 of 20 rounds).
 """
 
 import argparse
@@ -42,11 +45,8 @@ SCENARIOS = (("tl", 2, 9), ("tr", 0, 7), ("tl", 6, 0), ("tr", 1, 4))
 class TracedISPL(IncompatibilityClustering):
     """ISPL+B recording each self-training round, with a chosen start."""
 
-    def __init__(
-        self, init="paper", is_poison=None, trim_schedule="constant", **params
-    ):
+    def __init__(self, init="paper", is_poison=None, **params):
         super().__init__(**params)
-        self.trim_schedule = trim_schedule
         self.init = init
         self.is_poison = is_poison
 
@@ -56,18 +56,6 @@ class TracedISPL(IncompatibilityClustering):
             return super()._self_train(X_t, y_t, y, keep, rng, disagreement)
         finally:
             del self._labels
-
-    def _train_trimmed(self, net, X_t, y_t, y, rows, *, trim, **kwargs):
-        """With ``trim_schedule="linear"``, self-training's trim falls from
-        ``self_training_trim`` in the first round to 0 in the last; with
-        ``"half"``, to 0 halfway, the second half untrimmed."""
-        if hasattr(self, "_labels") and self.trim_schedule != "constant":
-            span = self.self_training_rounds - 1
-            if self.trim_schedule == "half":
-                span = self.self_training_rounds // 2
-            done = len(self.rounds_) / max(1, span)
-            trim = trim * max(0.0, 1 - done)
-        return super()._train_trimmed(net, X_t, y_t, y, rows, trim=trim, **kwargs)
 
     def _initial_correctness(self, keep, y):
         if self.init == "agreement":
@@ -107,13 +95,6 @@ def main(argv=None):
         default={},
         help="JSON object of further IncompatibilityClustering parameters",
     )
-    parser.add_argument(
-        "--trim-schedule",
-        choices=("constant", "linear", "half"),
-        default="constant",
-        help="self_training_trim in every round, or falling linearly to 0 by "
-        "the last round or by half the rounds",
-    )
     args = parser.parse_args(argv)
     scenarios = SCENARIOS
     if args.all:
@@ -132,7 +113,6 @@ def main(argv=None):
         ispl = TracedISPL(
             init=args.init,
             is_poison=is_poison,
-            trim_schedule=args.trim_schedule,
             random_state=0,
             **args.params,
         )
@@ -141,7 +121,6 @@ def main(argv=None):
             "scenario": scenario.name,
             "init": args.init,
             "params": args.params,
-            "trim_schedule": args.trim_schedule,
             "vote_fn": int((ispl.boosting_mask_ & is_poison).sum()),
             "vote_fp": int((~ispl.boosting_mask_ & ~is_poison).sum()),
             "fn": int((ispl.mask_ & is_poison).sum()),

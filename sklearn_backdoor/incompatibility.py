@@ -134,6 +134,15 @@ class IncompatibilityClustering(BaseSanitizer):
         what the vote kept, poison included, and a network that learns the
         trigger from a few dozen kept poisoned images predicts their label
         and so re-admits every poisoned image (docs/benchmarks.md).
+    self_training_trim_rounds : int or None, default=None
+        Let ``self_training_trim`` fall linearly to 0 over this many rounds:
+        round ``r`` (counting from 0) leaves out ``self_training_trim * max(0,
+        1 - r / self_training_trim_rounds)`` of each class, so the rounds
+        from ``self_training_trim_rounds`` on train on every kept sample, as
+        self-paced learning admits harder samples as it goes. None trims by
+        ``self_training_trim`` in every round. Not in the paper: a constant
+        trim never trains on the hardest clean samples, and self-training
+        then removes them (docs/benchmarks.md).
     augment_scoring : bool, default=True
         Compute the trimming losses, the votes and the self-training
         predictions on augmented images (the net's training augmentation), as
@@ -232,6 +241,7 @@ class IncompatibilityClustering(BaseSanitizer):
         "self_training_momentum": [Interval(Real, 0, 1, closed="left")],
         "balanced_self_training": ["boolean"],
         "self_training_trim": [Interval(Real, 0, 1, closed="left")],
+        "self_training_trim_rounds": [None, Interval(Integral, 1, None, closed="left")],
         "augment_scoring": ["boolean"],
         "n_jobs": [None, Integral],
     }
@@ -260,6 +270,7 @@ class IncompatibilityClustering(BaseSanitizer):
         self_training_momentum=0.8,
         balanced_self_training=False,
         self_training_trim=0.0,
+        self_training_trim_rounds=None,
         augment_scoring=True,
         random_state=None,
         n_jobs=None,
@@ -287,6 +298,7 @@ class IncompatibilityClustering(BaseSanitizer):
         self.self_training_momentum = self_training_momentum
         self.balanced_self_training = balanced_self_training
         self.self_training_trim = self_training_trim
+        self.self_training_trim_rounds = self_training_trim_rounds
         self.augment_scoring = augment_scoring
         self.random_state = random_state
         self.n_jobs = n_jobs
@@ -491,7 +503,7 @@ class IncompatibilityClustering(BaseSanitizer):
             disable=not self.verbose,
             leave=False,
         )
-        for _ in rounds:
+        for round_index in rounds:
             if keep.sum() < 2:
                 warnings.warn(
                     "Self-training stopped: fewer than 2 samples are kept.",
@@ -515,7 +527,7 @@ class IncompatibilityClustering(BaseSanitizer):
                 y,
                 rows,
                 epochs=self.self_training_epochs,
-                trim=self.self_training_trim,
+                trim=self._self_training_trim_of(round_index),
                 warm_start=continuing,
                 first_scores=first_scores,
             )
@@ -526,6 +538,13 @@ class IncompatibilityClustering(BaseSanitizer):
         self.self_training_correctness_ = correctness
         self.final_net_ = net
         return keep
+
+    def _self_training_trim_of(self, round_index):
+        """The trim of self-training round ``round_index`` (from 0)."""
+        if self.self_training_trim_rounds is None:
+            return self.self_training_trim
+        remaining = 1 - round_index / self.self_training_trim_rounds
+        return self.self_training_trim * max(0.0, remaining)
 
     def _initial_correctness(self, keep, y):
         """Smoothed correctness before the first self-training round: 0.5 for

@@ -514,6 +514,37 @@ def test_self_training_trim_leaves_out_mislabelled_images(monkeypatch):
     assert wrong_in[-1] == 0, wrong_in
 
 
+@pytest.mark.parametrize(
+    "trim_rounds, expected",
+    [
+        (None, [0.3, 0.3, 0.3, 0.3]),
+        (2, [0.3, 0.15, 0.0, 0.0]),
+        (4, [0.3, 0.225, 0.15, 0.075]),
+    ],
+)
+def test_self_training_trim_falls_linearly_over_trim_rounds(
+    monkeypatch, trim_rounds, expected
+):
+    trims = []
+    original = IncompatibilityClustering._train_trimmed
+
+    def recording(self, *args, trim, **kwargs):
+        trims.append(trim)
+        return original(self, *args, trim=trim, **kwargs)
+
+    monkeypatch.setattr(IncompatibilityClustering, "_train_trimmed", recording)
+    X, y = _dark_and_bright_with_mislabelled()
+    ic = IncompatibilityClustering(
+        random_state=0,
+        self_training_trim=0.3,
+        self_training_trim_rounds=trim_rounds,
+        **{**TINY, "self_training_rounds": 4},
+    ).fit(X, y)
+    n_learners = len(ic.weak_learners_)
+    assert trims[:n_learners] == [0.0] * n_learners  # the weak learners'
+    np.testing.assert_allclose(trims[n_learners:], expected)
+
+
 def test_self_training_trim_first_epoch_leaves_out_what_the_vote_disputes(
     monkeypatch,
 ):
