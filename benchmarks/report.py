@@ -46,6 +46,9 @@ PAPER_TABLES = tuple(
 )
 # The CPU tiers: runs with settings other than their grids' are listed apart.
 TIER_GRIDS = (TWO_CLASS_GRID, TWO_CLASS_THREATS_GRID)
+# Grids whose results files also hold runs with other settings than the
+# grid's own: those are reported apart, under "Other configurations tried".
+VARIANT_GRIDS = (*TIER_GRIDS, "digits", "digits-robust")
 ATTACK_TITLES = {
     "dlbd-1-to-1": "Dirty-label backdoor, 1-to-1",
     "clbd-linf": "Clean-label backdoor, L-infinity perturbation",
@@ -615,23 +618,50 @@ def write_plots(records, defenses, plot_dir, name):
 
 
 def split_configured(records):
-    """``(configured, variants)``: the CPU tiers' runs as their grids now
-    define them (network, epochs, defense parameters) for any of the
-    reference seeds, and every other configuration tried on them. Other
-    grids are returned whole."""
-    tier = [r for r in records if r.get("grid") in TIER_GRIDS]
-    if not tier:
+    """``(configured, variants)``: the runs as their grids now define them
+    (network, epochs, defense parameters; the CPU tiers for any of the
+    reference seeds, the digits grids for the seeds run), and every other
+    configuration tried on them. Other grids are returned whole."""
+    tried = [r for r in records if r.get("grid") in VARIANT_GRIDS]
+    if not tried:
         return records, []
-    keys = {
-        run.key
-        for grid in {r["grid"] for r in tier}
-        for run in build_grid(grid, seeds=REFERENCE_SEEDS)
-    }
+    keys = set()
+    for grid in {r["grid"] for r in tried}:
+        seeds = REFERENCE_SEEDS
+        if grid not in TIER_GRIDS:
+            seeds = sorted({r["seed"] for r in tried if r["grid"] == grid})
+        keys |= {run.key for run in build_grid(grid, seeds=seeds)}
     configured = [
-        r for r in records if r.get("grid") not in TIER_GRIDS or r["key"] in keys
+        r for r in records if r.get("grid") not in VARIANT_GRIDS or r["key"] in keys
     ]
-    variants = [r for r in tier if r["key"] not in keys]
+    variants = [r for r in tried if r["key"] not in keys]
     return configured, variants
+
+
+def removes_most_poison(record, share=0.9):
+    """Whether a run removed at least ``share`` of its poisoned samples."""
+    return record["fn"] <= (1 - share) * record["scenario_params"]["n_poisoned"]
+
+
+def variants_summary(records):
+    """Per defense and parameters: runs, successes, poison removed, FP."""
+    groups = {}
+    for r in records:
+        groups.setdefault((label(r["defense"]), params_cell(r)), []).append(r)
+    lines = [
+        "| defense | parameters | runs | A < 1% | removed >= 90% of the poison "
+        "| FP median | FP max |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for (defense, params), runs in sorted(groups.items()):
+        fp = [r["fp"] for r in runs]
+        lines.append(
+            f"| {defense} | {params} | {len(runs)} "
+            f"| {sum(attack_rate(r) < 0.01 for r in runs)} "
+            f"| {sum(removes_most_poison(r) for r in runs)} "
+            f"| {statistics.median(fp):g} | {max(fp)} |"
+        )
+    return "\n".join(lines)
 
 
 def params_cell(record):
@@ -723,6 +753,8 @@ def build_report(records, name, paper=None, plot_paths=()):
             "defines (in `benchmarks/grids.py`), in the order they were run, "
             "failures included; vote FN is the poison kept by ISPL+B's vote "
             "before self-training.",
+            "",
+            variants_summary(variants),
             "",
             variants_table(variants),
         ]

@@ -460,6 +460,7 @@ def report_record(scenario, defense, tmr, source=0, target=7, fraction=0.05):
             "source": source,
             "target": target,
             "poison_fraction": fraction,
+            "n_poisoned": 100,
         },
         "defense_params": {},
         "clean_accuracy": 0.95,
@@ -532,6 +533,7 @@ def run_record(run, tmr, source, target, fraction):
         key=run.key,
         grid=run.grid,
         dataset=run.dataset,
+        seed=run.seed,
         final_epochs=run.final_epochs,
         finished_at="2026-12-01",
     )
@@ -549,6 +551,27 @@ def test_report_lists_other_tier_configurations_apart(report, runner):
     assert "| ISPL+B | 1 | 1 | 1 |" in table
     assert "n_components=8, self_training_epochs=3" in others
     assert "final 20 epochs | 40.0 |" in others
+
+
+def test_report_summarises_other_digits_configurations_apart(report, runner):
+    grid = runner.build_grid("digits-robust")
+    configured = [run for run in grid if run.defense == "ispl"][:2]
+    variants = runner.with_defense_params(configured, {"self_training_trim": 0.3})
+    records = []
+    for run, tmr, fn in zip(
+        configured + variants, (0.3, 0.0, 0.0, 0.0), (5, 0, 1, 0), strict=True
+    ):
+        record = run_record(run, tmr, 0, 7, 0.05)
+        record["scenario_params"]["n_poisoned"] = 6
+        record.update(fn=fn, fp=10 + fn)
+        records.append(record)
+    markdown = report.build_report(records, "fake")
+    table, others = markdown.split("## Other configurations tried")
+    assert "| ISPL+B | 1 | 1 | 2 |" in table  # the grid's own runs only
+    assert (
+        "| ISPL+B | self_training_trim=0.3; final 40 epochs | 2 | 2 | 1 | 10.5 | 11 |"
+        in others
+    )
 
 
 def test_report_puts_paper_numbers_beside_ours(report):
