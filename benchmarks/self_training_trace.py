@@ -19,7 +19,8 @@ self-training with another start for the smoothed correctness:
     python benchmarks/self_training_trace.py --init paper \\
         --out benchmarks/results/digits-self-training-trace.jsonl
 
-``--all`` runs every eps-20% scenario of the grid instead of the four;
+``--all`` runs every eps-20% scenario of the grid instead of the four
+(``--fraction 0.05``: every eps-5% one);
 ``--params '{"self_training_trim": 0.3, "self_training_trim_rounds": 10}'``
 passes further parameters of the estimator (recorded with each line).
 Records with ``"trim_schedule": "linear"`` or ``"half"`` were written by an
@@ -65,18 +66,16 @@ class TracedISPL(IncompatibilityClustering):
             return keep.astype(float)
         return super()._initial_correctness(keep, y)
 
-    def _predict(self, net, X_t):
-        """Each self-training round predicts once; the vote predicts before
-        self-training sets ``_labels``."""
-        predicted = super()._predict(net, X_t)
-        if hasattr(self, "_labels"):
-            correct = predicted == self._labels
-            self.rounds_.append(
-                [
-                    int(correct[self.is_poison].sum()),
-                    int((~correct[~self.is_poison]).sum()),
-                ]
-            )
+    def _self_training_predictions(self, nets, X_t, folds):
+        """Each self-training round's predictions, counted."""
+        predicted = super()._self_training_predictions(nets, X_t, folds)
+        correct = predicted == self._labels
+        self.rounds_.append(
+            [
+                int(correct[self.is_poison].sum()),
+                int((~correct[~self.is_poison]).sum()),
+            ]
+        )
         return predicted
 
 
@@ -87,7 +86,13 @@ def main(argv=None):
     parser.add_argument(
         "--all",
         action="store_true",
-        help="every eps-20%% scenario of the digits-robust grid (40 fits)",
+        help="every scenario of the digits-robust grid at --fraction (40 fits)",
+    )
+    parser.add_argument(
+        "--fraction",
+        type=float,
+        default=0.2,
+        help="poisoned share of the source class (default 0.2)",
     )
     parser.add_argument(
         "--params",
@@ -106,7 +111,7 @@ def main(argv=None):
     torch.set_num_threads(1)
     X, y, _, _ = load_dataset("digits")
     for corner, source, target in scenarios:
-        scenario = CornerPatch(source, target, 0.2, corner)
+        scenario = CornerPatch(source, target, args.fraction, corner)
         poisoned, _ = scenario.poison(X, y, 0, None, "cpu")
         is_poison = np.zeros(len(poisoned.y), dtype=bool)
         is_poison[poisoned.poison_indices] = True

@@ -134,6 +134,15 @@ class IncompatibilityClustering(BaseSanitizer):
         what the vote kept, poison included, and a network that learns the
         trigger from a few dozen kept poisoned images predicts their label
         and so re-admits every poisoned image (docs/benchmarks.md).
+    self_training_folds : int, default=1
+        With ``k > 1``, the samples are split at random into ``k`` folds of
+        equal class proportions, and each fold is judged in every round by a
+        network of its own that trains only on the kept samples of the
+        other folds (cross-fitting). Not in the paper, whose one network
+        judges the samples it trains on: it memorises the kept ones, poison
+        included, keeps them, and once a few kept poisoned images have taught
+        it the trigger it re-admits the rest (docs/benchmarks.md). Each round
+        trains ``k`` networks on ``(k - 1) / k`` of the kept samples.
     self_training_trim_rounds : int or None, default=None
         Let ``self_training_trim`` fall linearly to 0 over this many rounds:
         round ``r`` (counting from 0) leaves out ``self_training_trim * max(0,
@@ -242,6 +251,7 @@ class IncompatibilityClustering(BaseSanitizer):
         "balanced_self_training": ["boolean"],
         "self_training_trim": [Interval(Real, 0, 1, closed="left")],
         "self_training_trim_rounds": [None, Interval(Integral, 1, None, closed="left")],
+        "self_training_folds": [Interval(Integral, 1, None, closed="left")],
         "augment_scoring": ["boolean"],
         "n_jobs": [None, Integral],
     }
@@ -271,6 +281,7 @@ class IncompatibilityClustering(BaseSanitizer):
         balanced_self_training=False,
         self_training_trim=0.0,
         self_training_trim_rounds=None,
+        self_training_folds=1,
         augment_scoring=True,
         random_state=None,
         n_jobs=None,
@@ -299,6 +310,7 @@ class IncompatibilityClustering(BaseSanitizer):
         self.balanced_self_training = balanced_self_training
         self.self_training_trim = self_training_trim
         self.self_training_trim_rounds = self_training_trim_rounds
+        self.self_training_folds = self_training_folds
         self.augment_scoring = augment_scoring
         self.random_state = random_state
         self.n_jobs = n_jobs
@@ -496,7 +508,8 @@ class IncompatibilityClustering(BaseSanitizer):
         trims by with ``self_training_trim``, before the network has a loss.
         """
         correctness = self._initial_correctness(keep, y)
-        net = None
+        folds = self._self_training_folds_of(y, rng)
+        nets = [None] * self.self_training_folds
         rounds = tqdm(
             range(self.self_training_rounds),
             desc="self-training",
@@ -504,40 +517,79 @@ class IncompatibilityClustering(BaseSanitizer):
             leave=False,
         )
         for round_index in rounds:
-            if keep.sum() < 2:
+            training = [
+                keep & self._trains_on(folds, fold) for fold in range(len(nets))
+            ]
+            if min(rows.sum() for rows in training) < 2:
                 warnings.warn(
                     "Self-training stopped: fewer than 2 samples are kept.",
                     BackdoorWarning,
                     stacklevel=2,
                 )
                 break
-            continuing = net is not None
-            if continuing:
-                net.initialize_optimizer()
-            else:
-                net = self._new_net(rng)
-            rows = np.flatnonzero(keep)
-            if self.balanced_self_training:
-                rows = oversample_to_balance(rows, y, rng)
-            first_scores = None if disagreement is None else disagreement[rows]
-            self._train_trimmed(
-                net,
-                X_t,
-                y_t,
-                y,
-                rows,
-                epochs=self.self_training_epochs,
-                trim=self._self_training_trim_of(round_index),
-                warm_start=continuing,
-                first_scores=first_scores,
-            )
-            correct = self._predict(net, X_t) == y
+            for fold, rows in enumerate(training):
+                nets[fold] = self._self_training_round(
+                    nets[fold], X_t, y_t, y, rows, round_index, rng, disagreement
+                )
+            correct = self._self_training_predictions(nets, X_t, folds) == y
             momentum = self.self_training_momentum
             correctness = (1 - momentum) * correct + momentum * correctness
             keep = correctness > 0.5
         self.self_training_correctness_ = correctness
-        self.final_net_ = net
+        self.final_net_ = nets[0]
         return keep
+
+    def _self_training_folds_of(self, y, rng):
+        """Each sample's fold: the network of fold ``k`` trains on the kept
+        samples of the other folds and judges fold ``k``. One fold (the
+        paper's) is every sample, judged by the network that trains on it."""
+        folds = np.zeros(len(y), dtype=int)
+        if self.self_training_folds == 1:
+            return folds
+        for label in np.unique(y):
+            members = rng.permutation(np.flatnonzero(y == label))
+            folds[members] = np.arange(len(members)) % self.self_training_folds
+        return folds
+
+    def _trains_on(self, folds, fold):
+        """The samples whose fold the network of ``fold`` may train on."""
+        if self.self_training_folds == 1:
+            return np.ones(len(folds), dtype=bool)
+        return folds != fold
+
+    def _self_training_round(
+        self, net, X_t, y_t, y, training, round_index, rng, disagreement
+    ):
+        """One round: ``net`` (a fresh one in the first) trained
+        ``self_training_epochs`` more epochs on the samples ``training``."""
+        continuing = net is not None
+        if continuing:
+            net.initialize_optimizer()
+        else:
+            net = self._new_net(rng)
+        rows = np.flatnonzero(training)
+        if self.balanced_self_training:
+            rows = oversample_to_balance(rows, y, rng)
+        first_scores = None if disagreement is None else disagreement[rows]
+        return self._train_trimmed(
+            net,
+            X_t,
+            y_t,
+            y,
+            rows,
+            epochs=self.self_training_epochs,
+            trim=self._self_training_trim_of(round_index),
+            warm_start=continuing,
+            first_scores=first_scores,
+        )
+
+    def _self_training_predictions(self, nets, X_t, folds):
+        """Each sample's label as predicted by its fold's network."""
+        predicted = np.empty(len(folds), dtype=int)
+        for fold, net in enumerate(nets):
+            judged = folds == fold
+            predicted[judged] = self._predict(net, X_t)[judged]
+        return predicted
 
     def _self_training_trim_of(self, round_index):
         """The trim of self-training round ``round_index`` (from 0)."""

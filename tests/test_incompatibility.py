@@ -545,6 +545,42 @@ def test_self_training_trim_falls_linearly_over_trim_rounds(
     np.testing.assert_allclose(trims[n_learners:], expected)
 
 
+def test_self_training_folds_judge_each_fold_by_a_network_not_trained_on_it(
+    monkeypatch,
+):
+    calls, assigned = [], []
+    original_round = IncompatibilityClustering._self_training_round
+    original_folds = IncompatibilityClustering._self_training_folds_of
+
+    def recording_round(self, net, X_t, y_t, y, training, *args):
+        calls.append(training.copy())
+        return original_round(self, net, X_t, y_t, y, training, *args)
+
+    def recording_folds(self, y, rng):
+        assigned.append(original_folds(self, y, rng))
+        return assigned[-1]
+
+    monkeypatch.setattr(
+        IncompatibilityClustering, "_self_training_round", recording_round
+    )
+    monkeypatch.setattr(
+        IncompatibilityClustering, "_self_training_folds_of", recording_folds
+    )
+    X, y = _dark_and_bright_with_mislabelled()
+    IncompatibilityClustering(
+        random_state=0, self_training_folds=3, **{**TINY, "self_training_rounds": 2}
+    ).fit(X, y)
+    (folds,) = assigned
+    for label in (0, 1):  # the folds keep the class proportions
+        sizes = np.bincount(folds[y == label], minlength=3)
+        assert sizes.max() - sizes.min() <= 1
+    assert len(calls) == 2 * 3
+    for index, training in enumerate(calls):
+        fold = index % 3
+        assert training.any()
+        assert not (training & (folds == fold)).any()
+
+
 def test_self_training_trim_first_epoch_leaves_out_what_the_vote_disputes(
     monkeypatch,
 ):
