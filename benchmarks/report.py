@@ -749,7 +749,7 @@ def build_report(records, name, paper=None, plot_paths=()):
             "",
             "## Other configurations tried",
             "",
-            "Runs of the tier with settings other than those its grid now "
+            "Runs with settings other than those their grid now "
             "defines (in `benchmarks/grids.py`), in the order they were run, "
             "failures included; vote FN is the poison kept by ISPL+B's vote "
             "before self-training.",
