@@ -134,15 +134,6 @@ class IncompatibilityClustering(BaseSanitizer):
         what the vote kept, poison included, and a network that learns the
         trigger from a few dozen kept poisoned images predicts their label
         and so re-admits every poisoned image (docs/benchmarks.md).
-    self_training_folds : int, default=1
-        With ``k > 1``, the samples are split at random into ``k`` folds of
-        equal class proportions, and each fold is judged in every round by a
-        network of its own that trains only on the kept samples of the
-        other folds (cross-fitting). Not in the paper, whose one network
-        judges the samples it trains on: it memorises the kept ones, poison
-        included, keeps them, and once a few kept poisoned images have taught
-        it the trigger it re-admits the rest (docs/benchmarks.md). Each round
-        trains ``k`` networks on ``(k - 1) / k`` of the kept samples.
     self_training_trim_rounds : int or None, default=None
         Let ``self_training_trim`` fall linearly to 0 over this many rounds:
         round ``r`` (counting from 0) leaves out ``self_training_trim * max(0,
@@ -152,6 +143,15 @@ class IncompatibilityClustering(BaseSanitizer):
         ``self_training_trim`` in every round. Not in the paper: a constant
         trim never trains on the hardest clean samples, and self-training
         then removes them (docs/benchmarks.md).
+    self_training_folds : int, default=1
+        With ``k > 1``, the samples are split at random into ``k`` folds of
+        equal class proportions, and each fold is judged in every round by a
+        network of its own that trains only on the kept samples of the
+        other folds (cross-fitting). Not in the paper, whose one network
+        judges the samples it trains on: it memorises the kept ones, poison
+        included, keeps them, and once a few kept poisoned images have taught
+        it the trigger it re-admits the rest (docs/benchmarks.md). Each round
+        trains ``k`` networks on ``(k - 1) / k`` of the kept samples.
     augment_scoring : bool, default=True
         Compute the trimming losses, the votes and the self-training
         predictions on augmented images (the net's training augmentation), as
