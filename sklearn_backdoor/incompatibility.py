@@ -584,11 +584,15 @@ class IncompatibilityClustering(BaseSanitizer):
         )
 
     def _self_training_predictions(self, nets, X_t, folds):
-        """Each sample's label as predicted by its fold's network."""
+        """Each sample's label as predicted by its fold's network, which
+        predicts only the samples of its fold."""
+        if len(nets) == 1:
+            return self._predict(nets[0], X_t)
         predicted = np.empty(len(folds), dtype=int)
         for fold, net in enumerate(nets):
-            judged = folds == fold
-            predicted[judged] = self._predict(net, X_t)[judged]
+            judged = np.flatnonzero(folds == fold)
+            index = torch.as_tensor(judged, device=X_t.device)
+            predicted[judged] = self._predict(net, X_t[index])
         return predicted
 
     def _self_training_trim_of(self, round_index):
