@@ -250,7 +250,8 @@ def defense_diagnostics(defense, poisoned):
 
     Every defense with ``phase_seconds_`` gives its phases. ISPL+B also gives
     the size, poison count and seconds (search, weak learner) of each core
-    set, and FP/FN of the vote before self-training: enough to tell a run
+    set, and FP/FN of the vote before self-training (of every vote, with
+    ``vote_rounds > 1``): enough to tell a run
     whose core sets mix poison with clean data from one whose vote or
     self-training lets the poison back in.
     """
@@ -270,6 +271,12 @@ def defense_diagnostics(defense, poisoned):
         counts = removal_counts(defense.boosting_mask_, poisoned.poison_indices)
         diagnostics["boosting_fp"] = int(counts.false_positives)
         diagnostics["boosting_fn"] = int(counts.false_negatives)
+    masks = getattr(defense, "boosting_masks_", None) or []
+    if len(masks) > 1:
+        diagnostics["votes_fp_fn"] = [
+            [int(c.false_positives), int(c.false_negatives)]
+            for c in (removal_counts(m, poisoned.poison_indices) for m in masks)
+        ]
     return diagnostics
 
 

@@ -187,12 +187,17 @@ class IncompatibilityClustering(BaseSanitizer):
     votes_ : ndarray of shape (n_learners, n_samples)
         Each weak learner's predicted class (in ``classes_``) for each sample.
     boosting_mask_ : ndarray of bool, shape (n_samples,)
-        The decision of the vote, before self-training.
+        The decision of the (last) vote, before self-training.
+    boosting_masks_ : list of ndarray of bool
+        The decision of each of the ``vote_rounds`` votes, in order; the
+        last is ``boosting_mask_``. ``weak_learners_`` and ``votes_`` are
+        those of the last vote.
     self_training_correctness_ : ndarray of float or None
         Smoothed correctness at the end of self-training (None without it).
     phase_seconds_ : dict
         Wall-clock seconds of ``"clustering"`` (the bags: ISPL and the weak
-        learners), ``"voting"`` and ``"self_training"``, device work included.
+        learners), ``"voting"`` (with ``vote_rounds > 1`` also the retrained
+        learners) and ``"self_training"``, device work included.
     component_seconds_ : ndarray of shape (n_components_found, 2)
         Seconds of each component's core-set search (Algorithm 1) and of its
         weak learner's training. With ``n_jobs > 1`` the bags overlap, so
@@ -244,6 +249,7 @@ class IncompatibilityClustering(BaseSanitizer):
         "weak_learner_trim": [Interval(Real, 0, 1, closed="left")],
         "min_votes": [Interval(Integral, 1, None, closed="left")],
         "vote_on_own_core": ["boolean"],
+        "vote_rounds": [Interval(Integral, 1, None, closed="left")],
         "self_training": ["boolean"],
         "self_training_rounds": [Interval(Integral, 1, None, closed="left")],
         "self_training_epochs": [Interval(Integral, 1, None, closed="left")],
@@ -274,6 +280,7 @@ class IncompatibilityClustering(BaseSanitizer):
         weak_learner_trim=0.0,
         min_votes=2,
         vote_on_own_core=True,
+        vote_rounds=1,
         self_training=True,
         self_training_rounds=20,
         self_training_epochs=5,
@@ -303,6 +310,7 @@ class IncompatibilityClustering(BaseSanitizer):
         self.weak_learner_trim = weak_learner_trim
         self.min_votes = min_votes
         self.vote_on_own_core = vote_on_own_core
+        self.vote_rounds = vote_rounds
         self.self_training = self_training
         self.self_training_rounds = self_training_rounds
         self.self_training_epochs = self_training_epochs
@@ -341,14 +349,14 @@ class IncompatibilityClustering(BaseSanitizer):
             np.arange(len(bags)), [len(bag) for bag in bags]
         )
         with self._phase("voting"):
-            votes = np.stack([self._predict(net, X_t) for net in self.weak_learners_])
-            self.votes_ = self.classes_[votes]
-            eligible = None
-            if not self.vote_on_own_core:
-                eligible = ~in_core_sets(self.components_, len(y))
-            keep, disagreement = vote_by_mode(
-                votes, y, self.min_votes, rng, eligible=eligible
-            )
+            keep, disagreement = self._vote(X_t, y, rng)
+            self.boosting_masks_ = [keep]
+            for _ in range(1, self.vote_rounds):
+                self.weak_learners_ = self._retrain_weak_learners(
+                    X_t, y_t, y, keep, rng
+                )
+                keep, disagreement = self._vote(X_t, y, rng)
+                self.boosting_masks_.append(keep)
         self.boosting_mask_ = keep
         self.self_training_correctness_ = None
         with self._phase("self_training"):
@@ -357,6 +365,27 @@ class IncompatibilityClustering(BaseSanitizer):
                     X_t, y_t, y, keep, rng, disagreement=disagreement
                 )
         return keep, disagreement
+
+    def _vote(self, X_t, y, rng):
+        """Every weak learner predicts every sample; ``vote_by_mode`` decides.
+        Sets ``votes_``; returns ``(keep, disagreement)``."""
+        votes = np.stack([self._predict(net, X_t) for net in self.weak_learners_])
+        self.votes_ = self.classes_[votes]
+        eligible = None
+        if not self.vote_on_own_core:
+            eligible = ~in_core_sets(self.components_, len(y))
+        return vote_by_mode(votes, y, self.min_votes, rng, eligible=eligible)
+
+    def _retrain_weak_learners(self, X_t, y_t, y, keep, rng):
+        """A fresh weak learner per core set, trained on the samples of the
+        core set that ``keep`` keeps (the whole core set if it keeps fewer
+        than two)."""
+        return [
+            self._train_weak_learner(
+                X_t, y_t, y, _at_least_two(core[keep[core]], core), rng, index
+            )
+            for index, core in enumerate(self.components_)
+        ]
 
     def _cluster_one_bag(self, X_t, y_t, y, rng):
         """One ISPL run: ``n_components`` core sets and their weak learners.

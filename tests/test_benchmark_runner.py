@@ -278,6 +278,7 @@ def test_an_ispl_run_records_where_the_poison_went(runner):
         "weak_learner_epochs": 10,
         "self_training_rounds": 2,
         "self_training_epochs": 2,
+        "vote_rounds": 2,
     }
     run = runner.build_grid("smoke")[0]
     run = runner.with_defense_params(
@@ -301,6 +302,11 @@ def test_an_ispl_run_records_where_the_poison_went(runner):
     assert len(diagnostics["component_seconds"]) == 2
     n_poisoned = record["scenario_params"]["n_poisoned"]
     assert 0 <= diagnostics["boosting_fn"] <= n_poisoned
+    assert len(diagnostics["votes_fp_fn"]) == 2
+    assert diagnostics["votes_fp_fn"][-1] == [
+        diagnostics["boosting_fp"],
+        diagnostics["boosting_fn"],
+    ]
     assert "poison per core set" in runner.summary_line(record)
     json.dumps(record)
 

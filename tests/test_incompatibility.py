@@ -326,6 +326,7 @@ def test_tiny_data_sets_warn_instead_of_silently_doing_nothing():
         ({"expansion": 1.5}, "expansion"),
         ({"net": "resnet9000"}, "net"),
         ({"component_fraction": 0.0}, "component_fraction"),
+        ({"vote_rounds": 0}, "vote_rounds"),
     ],
 )
 def test_invalid_parameters_are_named(params, match):
@@ -579,6 +580,39 @@ def test_self_training_folds_judge_each_fold_by_a_network_not_trained_on_it(
         fold = index % 3
         assert training.any()
         assert not (training & (folds == fold)).any()
+
+
+def test_later_votes_retrain_each_learner_on_what_the_previous_vote_kept(
+    monkeypatch,
+):
+    trained = []
+    original = IncompatibilityClustering._train_weak_learner
+
+    def recording(self, X_t, y_t, y, core, *args):
+        trained.append(np.array(core))
+        return original(self, X_t, y_t, y, core, *args)
+
+    monkeypatch.setattr(IncompatibilityClustering, "_train_weak_learner", recording)
+    X, y = _dark_and_bright_with_mislabelled()
+    ic = IncompatibilityClustering(
+        random_state=0, self_training=False, vote_rounds=3, **TINY
+    ).fit(X, y)
+    assert len(trained) == 3 * 2 and len(ic.boosting_masks_) == 3
+    for vote, kept in enumerate(ic.boosting_masks_[:-1]):
+        for index, core in enumerate(ic.components_):
+            rows = trained[2 * (vote + 1) + index]
+            np.testing.assert_array_equal(rows, core[kept[core]])
+    assert ic.boosting_masks_[0].sum() < len(y)  # the later votes had less to see
+    np.testing.assert_array_equal(ic.boosting_mask_, ic.boosting_masks_[-1])
+    np.testing.assert_array_equal(ic.mask_, ic.boosting_mask_)
+    assert ic.votes_.shape == (2, len(y))
+
+
+def test_one_vote_round_is_the_papers_single_vote():
+    X, y = _small_images()
+    ic = IncompatibilityClustering(random_state=0, **TINY).fit(X, y)
+    assert len(ic.boosting_masks_) == 1
+    assert ic.boosting_masks_[0] is ic.boosting_mask_
 
 
 def test_self_training_trim_first_epoch_leaves_out_what_the_vote_disputes(
