@@ -25,6 +25,7 @@ import torch
 from environment import STARTED_AT_COMMIT, cpu_model
 from grids import TWO_CLASS_NET
 from ispl_probe import load_saved_probe, replay_parser
+from run import append_record
 from weak_learner_contamination import WeakLearner
 
 from sklearn_backdoor.incompatibility import vote_by_mode
@@ -104,8 +105,7 @@ def main(argv=None):
             "git_commit": STARTED_AT_COMMIT,
         }
         print(json.dumps(record), flush=True)
-        with open(args.out, "a") as file:
-            file.write(json.dumps(record) + "\n")
+        append_record(args.out, record)
 
 
 if __name__ == "__main__":
