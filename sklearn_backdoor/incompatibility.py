@@ -108,6 +108,21 @@ class IncompatibilityClustering(BaseSanitizer):
         disjoint sets): a learner has fitted its own core set, poison
         included, so its vote there says nothing. Each sample then gets the
         votes of the learners whose core sets do not hold it.
+    vote_rounds : int, default=1
+        Votes in all. Every vote after the first retrains each weak learner,
+        a fresh network, on the samples of its core set that the previous
+        vote kept, and all of them vote again. 1 is the paper's single vote.
+        Not in the paper: Algorithm 2 assumes core sets wholly clean or
+        wholly poisoned, and a learner that trained on a few poisoned images
+        vouches for the rest of the poison; the first vote takes most of the
+        poison out of its core set. Each later vote costs as much as
+        training the weak learners once more.
+    later_vote_trim : float or None, default=None
+        ``weak_learner_trim`` of the learners retrained for the votes after
+        the first; None uses ``weak_learner_trim``. Not in the paper: a
+        trimmed first vote keeps the least poison, while its retrained
+        learners, on core sets the vote has already cleaned, can afford to
+        train on everything (docs/benchmarks.md, "Later votes").
     self_training : bool, default=True
         Run the self-paced self-training step of App. C after boosting.
     self_training_rounds : int, default=20
@@ -250,6 +265,7 @@ class IncompatibilityClustering(BaseSanitizer):
         "min_votes": [Interval(Integral, 1, None, closed="left")],
         "vote_on_own_core": ["boolean"],
         "vote_rounds": [Interval(Integral, 1, None, closed="left")],
+        "later_vote_trim": [None, Interval(Real, 0, 1, closed="left")],
         "self_training": ["boolean"],
         "self_training_rounds": [Interval(Integral, 1, None, closed="left")],
         "self_training_epochs": [Interval(Integral, 1, None, closed="left")],
@@ -281,6 +297,7 @@ class IncompatibilityClustering(BaseSanitizer):
         min_votes=2,
         vote_on_own_core=True,
         vote_rounds=1,
+        later_vote_trim=None,
         self_training=True,
         self_training_rounds=20,
         self_training_epochs=5,
@@ -311,6 +328,7 @@ class IncompatibilityClustering(BaseSanitizer):
         self.min_votes = min_votes
         self.vote_on_own_core = vote_on_own_core
         self.vote_rounds = vote_rounds
+        self.later_vote_trim = later_vote_trim
         self.self_training = self_training
         self.self_training_rounds = self_training_rounds
         self.self_training_epochs = self_training_epochs
@@ -379,10 +397,13 @@ class IncompatibilityClustering(BaseSanitizer):
     def _retrain_weak_learners(self, X_t, y_t, y, keep, rng):
         """A fresh weak learner per core set, trained on the samples of the
         core set that ``keep`` keeps (the whole core set if it keeps fewer
-        than two)."""
+        than two), trimmed by ``later_vote_trim``."""
+        trim = self.later_vote_trim
+        if trim is None:
+            trim = self.weak_learner_trim
         return [
             self._train_weak_learner(
-                X_t, y_t, y, _at_least_two(core[keep[core]], core), rng, index
+                X_t, y_t, y, _at_least_two(core[keep[core]], core), rng, index, trim
             )
             for index, core in enumerate(self.components_)
         ]
@@ -463,8 +484,9 @@ class IncompatibilityClustering(BaseSanitizer):
             train_idx = active_idx[keep & sampled]
         return active_idx[keep]
 
-    def _train_weak_learner(self, X_t, y_t, y, core, rng, index):
-        """A fresh network trained on core set ``core`` (its vote)."""
+    def _train_weak_learner(self, X_t, y_t, y, core, rng, index, trim=None):
+        """A fresh network trained on core set ``core`` (its vote), trimmed
+        by ``trim`` (``weak_learner_trim`` when None)."""
         return self._train_trimmed(
             self._new_net(rng),
             X_t,
@@ -472,7 +494,7 @@ class IncompatibilityClustering(BaseSanitizer):
             y,
             core,
             epochs=self.weak_learner_epochs,
-            trim=self.weak_learner_trim,
+            trim=self.weak_learner_trim if trim is None else trim,
             warm_start=False,
             title=self._progress(f"weak learner {index + 1}"),
         )

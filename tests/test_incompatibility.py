@@ -327,6 +327,7 @@ def test_tiny_data_sets_warn_instead_of_silently_doing_nothing():
         ({"net": "resnet9000"}, "net"),
         ({"component_fraction": 0.0}, "component_fraction"),
         ({"vote_rounds": 0}, "vote_rounds"),
+        ({"later_vote_trim": 1.0}, "later_vote_trim"),
     ],
 )
 def test_invalid_parameters_are_named(params, match):
@@ -606,6 +607,47 @@ def test_later_votes_retrain_each_learner_on_what_the_previous_vote_kept(
     np.testing.assert_array_equal(ic.boosting_mask_, ic.boosting_masks_[-1])
     np.testing.assert_array_equal(ic.mask_, ic.boosting_mask_)
     assert ic.votes_.shape == (2, len(y))
+
+
+@pytest.mark.parametrize(
+    ("later_vote_trim", "later_calls"),
+    [(None, [1, 1, 1]), (0.0, [3])],  # trimmed: one call per epoch
+)
+def test_later_vote_trim_sets_the_trim_of_the_retrained_learners(
+    monkeypatch, later_vote_trim, later_calls
+):
+    X, y = _dark_and_bright_with_mislabelled()
+    epochs = []
+    original_train = incompatibility.train_net
+
+    def recording_train_net(net, X_t, y_t, *, epochs=1, **kwargs):
+        calls.append(epochs)
+        return original_train(net, X_t, y_t, epochs=epochs, **kwargs)
+
+    calls = []
+    original_weak = IncompatibilityClustering._train_weak_learner
+
+    def one_learner(self, *args, **kwargs):
+        calls.clear()
+        try:
+            return original_weak(self, *args, **kwargs)
+        finally:
+            epochs.append(list(calls))
+
+    monkeypatch.setattr(incompatibility, "train_net", recording_train_net)
+    monkeypatch.setattr(IncompatibilityClustering, "_train_weak_learner", one_learner)
+    params = {**TINY, "n_components": 1, "weak_learner_epochs": 3}
+    IncompatibilityClustering(
+        random_state=0,
+        self_training=False,
+        weak_learner_trim=0.25,
+        vote_rounds=2,
+        later_vote_trim=later_vote_trim,
+        **params,
+    ).fit(X, y)
+    first, later = epochs
+    assert first == [1, 1, 1]
+    assert later == later_calls
 
 
 def test_one_vote_round_is_the_papers_single_vote():
