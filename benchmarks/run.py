@@ -359,11 +359,31 @@ def poisoned_data(run, data_path, device, timer):
     return poisoned, scenario_params, X_test, y_test
 
 
-def run_one(run, data_path=None, job_index=0, device="auto", threads=1):
+def vote_final_metrics(run, poisoned, defense, test, device, timer):
+    """Clean accuracy and TMR of the final model trained on what ISPL+B's
+    (last) vote kept, before self-training, or None where there is no vote
+    or it kept fewer than two classes: what self-training added or cost."""
+    vote = getattr(defense, "boosting_mask_", None)
+    if vote is None or no_model_reason(poisoned.y[vote]):
+        return None
+    X_test, y_test, trigger, scenario_params = test
+    final = NetworkClassifier(
+        run.net, epochs=run.final_epochs, random_state=run.seed, device=device
+    )
+    timer("vote_final_fit", final.fit, poisoned.X[vote], poisoned.y[vote])
+    metrics = attack_metrics(final, X_test, y_test, trigger, scenario_params)
+    return {name: metrics[name] for name in ("clean_accuracy", "tmr", "tmr_targeted")}
+
+
+def run_one(
+    run, data_path=None, job_index=0, device="auto", threads=1, final_on_vote=False
+):
     """Run ``run`` and return its JSON-serialisable record.
 
     On the CPU, torch uses ``threads`` threads (one per job by default, so
-    that parallel jobs do not oversubscribe the cores).
+    that parallel jobs do not oversubscribe the cores). ``final_on_vote``
+    also trains the final model on ISPL+B's vote (``vote_final`` in the
+    diagnostics, its seconds as ``vote_final_fit``, outside ``total``).
     """
     device = job_device(job_index, device)
     if device == "cpu":
@@ -402,6 +422,12 @@ def run_one(run, data_path=None, job_index=0, device="auto", threads=1):
         metrics["poison_accuracy_last_epochs"] = float(model.poison_accuracy_)
     counts = removal_counts(keep, poisoned.poison_indices)
     timer.seconds["total"] = time.perf_counter() - started
+    diagnostics = defense_diagnostics(defense, poisoned)
+    if final_on_vote and not minimax:
+        test = (X_test, y_test, trigger, scenario_params)
+        vote_final = vote_final_metrics(run, poisoned, defense, test, device, timer)
+        if vote_final is not None:
+            diagnostics["vote_final"] = vote_final
     on_cuda = device.startswith("cuda")
     return {
         "key": run.key,
@@ -428,7 +454,7 @@ def run_one(run, data_path=None, job_index=0, device="auto", threads=1):
         "fp": int(counts.false_positives),
         "fn": int(counts.false_negatives),
         "n_removed": int(counts.n_removed),
-        "diagnostics": defense_diagnostics(defense, poisoned),
+        "diagnostics": diagnostics,
         "seconds": timer.seconds,
         "peak_gpu_memory_bytes": (
             int(torch.cuda.max_memory_allocated(torch.device(device)))
@@ -593,6 +619,12 @@ def parse_arguments(argv=None):
         help="first time one reference-style epoch (PreActResNet18, DataLoader, "
         "batch 128) on this device and CIFAR-10, and record it in every run",
     )
+    parser.add_argument(
+        "--final-on-vote",
+        action="store_true",
+        help="ISPL+B: also train the final model on the vote's keep, before "
+        "self-training, and record its accuracy and TMR (diagnostics.vote_final)",
+    )
     parser.add_argument("--list", action="store_true", help="print the runs and exit")
     return parser.parse_args(argv)
 
@@ -681,7 +713,9 @@ def main(argv=None):
     # Jobs are pickled by reference: workers (loky's, Ray's) cannot see this
     # script's __main__, so hand them the function of the importable module.
     job = functools.partial(
-        importlib.import_module(Path(__file__).stem).run_one, threads=args.threads
+        importlib.import_module(Path(__file__).stem).run_one,
+        threads=args.threads,
+        final_on_vote=args.final_on_vote,
     )
     if args.backend == "ray":
         from ray.util.joblib import register_ray

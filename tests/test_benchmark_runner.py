@@ -311,6 +311,31 @@ def test_an_ispl_run_records_where_the_poison_went(runner):
     json.dumps(record)
 
 
+def test_final_on_vote_trains_the_final_model_on_the_vote(runner):
+    short = {
+        "n_components": 2,
+        "n_bags": 1,
+        "warmup_epochs": 5,
+        "epochs_per_iteration": 2,
+        "weak_learner_epochs": 10,
+        "self_training": False,
+    }
+    run = runner.build_grid("smoke")[0]
+    run = runner.with_defense_params(
+        [runner.replace(run, defense="ispl", n_train=400)], short
+    )[0]
+    record = runner.run_one(run, device="cpu", final_on_vote=True)
+    assert record["tmr"] is not None, record.get("note")
+    # Without self-training the vote's keep is the defense's: the same model.
+    assert record["diagnostics"]["vote_final"] == {
+        name: record[name] for name in ("clean_accuracy", "tmr", "tmr_targeted")
+    }
+    assert record["seconds"]["vote_final_fit"] > 0
+    without = runner.run_one(run, device="cpu")
+    assert "vote_final" not in without["diagnostics"]
+    assert "vote_final_fit" not in without["seconds"]
+
+
 def test_loop_overhead_times_both_loops(tmp_path):
     overhead = load_script("loop_overhead")
     out = tmp_path / "overhead.json"
