@@ -328,6 +328,7 @@ def test_tiny_data_sets_warn_instead_of_silently_doing_nothing():
         ({"component_fraction": 0.0}, "component_fraction"),
         ({"vote_rounds": 0}, "vote_rounds"),
         ({"later_vote_trim": 1.0}, "later_vote_trim"),
+        ({"self_training_on_vote": "yes"}, "self_training_on_vote"),
     ],
 )
 def test_invalid_parameters_are_named(params, match):
@@ -676,3 +677,34 @@ def test_self_training_trim_first_epoch_leaves_out_what_the_vote_disputes(
     ((images, labels),) = epochs
     assert len(labels) == len(y) - wrong.sum()
     assert np.bincount(labels).tolist() == [120 - 12, 120]
+
+
+@pytest.mark.parametrize("on_vote", [False, True])
+def test_self_training_on_vote_never_trains_on_what_the_vote_rejected(
+    monkeypatch, on_vote
+):
+    calls = []
+    original_round = IncompatibilityClustering._self_training_round
+
+    def recording_round(self, net, X_t, y_t, y, training, *args):
+        calls.append(training.copy())
+        return original_round(self, net, X_t, y_t, y, training, *args)
+
+    monkeypatch.setattr(
+        IncompatibilityClustering, "_self_training_round", recording_round
+    )
+    X, y = _dark_and_bright_with_mislabelled()
+    ic = IncompatibilityClustering(
+        random_state=0,
+        self_training_on_vote=on_vote,
+        **{**TINY, "self_training_rounds": 4},
+    ).fit(X, y)
+    rejected = ~ic.boosting_mask_
+    assert rejected.any()
+    readmitted = rejected & ic.mask_
+    assert len(calls) == 4
+    trained_on_rejected = [bool((training & rejected).any()) for training in calls]
+    if on_vote:
+        assert not any(trained_on_rejected)
+    else:  # the paper's self-training trains on what it re-admitted
+        assert readmitted.any() and any(trained_on_rejected)
