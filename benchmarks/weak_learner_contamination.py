@@ -40,6 +40,19 @@ from sklearn_backdoor.training import (
 )
 
 
+def low_pass(X, factor):
+    """``X`` (NHWC uint8) averaged over ``factor`` x ``factor`` blocks, each
+    block's mean repeated over it: the image at ``1 / factor`` of its
+    resolution, in its original shape. 1 returns ``X`` unchanged."""
+    if factor == 1:
+        return X
+    n, h, w, c = X.shape
+    blocks = X.reshape(n, h // factor, factor, w // factor, factor, c)
+    means = blocks.astype(np.float32).mean(axis=(2, 4), keepdims=True)
+    smooth = np.broadcast_to(means, blocks.shape).reshape(X.shape)
+    return np.rint(smooth).astype(X.dtype)
+
+
 def core_set_rows(is_poison, size, k, rng):
     """``size`` clean rows and ``k`` poisoned rows, drawn without replacement."""
     clean = rng.choice(np.flatnonzero(~is_poison), size, replace=False)
@@ -103,25 +116,29 @@ def lowest_per_class(losses, labels, fraction):
     return np.sort(np.concatenate(keep))
 
 
-def contamination_record(poisoned, X_test, y_test, k, epochs, trim, size, seed):
-    """Train one weak learner on a core set holding ``k`` poisoned images."""
+def contamination_record(poisoned, X_test, y_test, k, epochs, trim, size, seed, blur=1):
+    """Train one weak learner on a core set holding ``k`` poisoned images;
+    with ``blur`` > 1 it trains on and predicts :func:`low_pass` images."""
     rng = np.random.RandomState(seed)
     rows = core_set_rows(poisoned.is_poison, size, k, rng)
-    learner = WeakLearner(poisoned.X, epochs, trim, seed)
+    X_seen = low_pass(poisoned.X, blur)
+    learner = WeakLearner(X_seen, epochs, trim, seed)
     started = time.perf_counter()
-    learner.fit(poisoned.X[rows], poisoned.y[rows])
+    learner.fit(X_seen[rows], poisoned.y[rows])
     seconds = time.perf_counter() - started
     unseen_poison = np.setdiff1d(poisoned.poison_indices, rows)
-    trust = learner.predict(poisoned.X[unseen_poison]) == poisoned.target
+    trust = learner.predict(X_seen[unseen_poison]) == poisoned.target
     seen = None
     if k:
-        seen = learner.predict(poisoned.X[rows[size:]]) == poisoned.target
+        seen = learner.predict(X_seen[rows[size:]]) == poisoned.target
     attacked = y_test == poisoned.source
-    triggered = poisoned.trigger.apply(X_test[attacked])
+    triggered = low_pass(poisoned.trigger.apply(X_test[attacked]), blur)
+    X_test = low_pass(X_test, blur)
     return {
         "k": int(k),
         "epochs": int(epochs),
         "trim": float(trim),
+        "blur": int(blur),
         "schedule": "constant",
         "trust_seen_poison": None if seen is None else round(float(seen.mean()), 4),
         "core_size": int(len(rows)),
@@ -142,6 +159,13 @@ def main(argv=None):
     parser.add_argument("--k", type=int, nargs="+", default=[0, 5, 15, 50])
     parser.add_argument("--epochs", type=int, nargs="+", default=[10, 30])
     parser.add_argument("--trim", type=float, nargs="+", default=[0.0])
+    parser.add_argument(
+        "--blur",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="train and predict on images averaged over blocks of this size",
+    )
     parser.add_argument("--size", type=int, default=2400, help="clean images")
     parser.add_argument("--seed", type=int, default=100)
     parser.add_argument("--data", required=True, help="CIFAR-10 folder or zip")
@@ -152,9 +176,10 @@ def main(argv=None):
     X, y, X_test, y_test = load_cifar10(args.data)
     poisoned, _ = make_poisoned(args.scenario, X, y, args.seed)
     poisoned, X_test, y_test = two_class_split(poisoned, X_test, y_test)
-    for epochs, trim, k in itertools.product(args.epochs, args.trim, args.k):
+    grid = itertools.product(args.blur, args.epochs, args.trim, args.k)
+    for blur, epochs, trim, k in grid:
         record = contamination_record(
-            poisoned, X_test, y_test, k, epochs, trim, args.size, args.seed
+            poisoned, X_test, y_test, k, epochs, trim, args.size, args.seed, blur
         )
         record.update(
             scenario=args.scenario,
