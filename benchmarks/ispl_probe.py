@@ -24,6 +24,7 @@ from run import two_class_split
 from sklearn_backdoor import IncompatibilityClustering
 from sklearn_backdoor.datasets import load_cifar10
 from sklearn_backdoor.metrics import removal_counts
+from sklearn_backdoor.pooling import block_mean
 from sklearn_backdoor.training import predict_logits
 
 
@@ -64,8 +65,9 @@ def probe(scenario, params, data, seed=100, save=None):
 
 
 def learner_logits(ispl, X):
-    """Each weak learner's logits on raw images ``X`` (unaugmented)."""
-    X_t = ispl._new_data_tensor(X)
+    """Each weak learner's logits on raw images ``X`` (unaugmented), at the
+    resolution the learners saw (``weak_learner_pooling``)."""
+    X_t = block_mean(ispl._new_data_tensor(X), ispl.weak_learner_pooling)
     return np.stack(
         [predict_logits(net, X_t).cpu().numpy() for net in ispl.weak_learners_]
     )
