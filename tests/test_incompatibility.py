@@ -23,6 +23,8 @@ from sklearn_backdoor.incompatibility import (
 )
 from sklearn_backdoor.metrics import removal_counts, targeted_misclassification_rate
 from sklearn_backdoor.poisoning import PatchTrigger, dirty_label_backdoor
+from sklearn_backdoor.pooling import block_mean
+from sklearn_backdoor.training import predict_logits
 
 TINY = {
     "n_components": 2,
@@ -708,3 +710,73 @@ def test_self_training_on_vote_never_trains_on_what_the_vote_rejected(
         assert not any(trained_on_rejected)
     else:  # the paper's self-training trains on what it re-admitted
         assert readmitted.any() and any(trained_on_rejected)
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"weak_learner_pooling": 3}, "weak_learner_pooling=3 must divide"),
+        ({"self_training_pooling": 3}, "self_training_pooling=3 must divide"),
+        ({"weak_learner_pooling": 0}, "weak_learner_pooling"),
+    ],
+)
+def test_pooling_that_does_not_fit_the_images_is_refused(params, match):
+    X, y = _small_images(20)
+    with pytest.raises(ValueError, match=match):
+        IncompatibilityClustering(**params, **TINY).fit(X, y)
+
+
+def test_pooling_of_flat_features_is_refused():
+    X, y = _small_images(20)
+    with pytest.raises(ValueError, match="weak_learner_pooling=2 needs images"):
+        IncompatibilityClustering(weak_learner_pooling=2, **TINY).fit(
+            X.reshape(20, -1), y
+        )
+
+
+@pytest.mark.parametrize(
+    ("method", "size"), [("_train_weak_learner", 4), ("_self_train", 2)]
+)
+def test_weak_learners_and_self_training_see_block_means(monkeypatch, method, size):
+    X, y = _dark_and_bright_with_mislabelled()
+    epochs = _recording_weak_learner_training(monkeypatch, method=method)
+    before = X.copy()
+    IncompatibilityClustering(
+        random_state=0, weak_learner_pooling=4, self_training_pooling=2, **TINY
+    ).fit(X, y)
+    np.testing.assert_array_equal(X, before)
+    assert epochs
+    for images, _ in epochs:
+        blocks = images.reshape(len(images), 1, 8 // size, size, 8 // size, size)
+        spread = blocks.max(axis=(3, 5)) - blocks.min(axis=(3, 5))
+        assert spread.max() == 0.0  # constant on every size x size block
+    twice = 2 * size  # and not on larger blocks: no more pooled than asked
+    images = np.concatenate([images for images, _ in epochs])
+    blocks = images.reshape(len(images), 1, 8 // twice, twice, 8 // twice, twice)
+    assert (blocks.max(axis=(3, 5)) - blocks.min(axis=(3, 5))).max() > 0
+
+
+def test_ispl_sees_the_images_at_full_resolution(monkeypatch):
+    X, y = _dark_and_bright_with_mislabelled()
+    epochs = _recording_weak_learner_training(monkeypatch, method="_grow_core_set")
+    IncompatibilityClustering(
+        random_state=0, weak_learner_pooling=4, self_training=False, **TINY
+    ).fit(X, y)
+    images = np.concatenate([images for images, _ in epochs])
+    blocks = images.reshape(len(images), 1, 4, 2, 4, 2)
+    assert (blocks.max(axis=(3, 5)) - blocks.min(axis=(3, 5))).max() > 0
+
+
+def test_votes_are_the_weak_learners_predictions_on_block_means():
+    X, y = _dark_and_bright_with_mislabelled()
+    ic = IncompatibilityClustering(
+        random_state=0,
+        weak_learner_pooling=2,
+        self_training=False,
+        augment_scoring=False,
+        **TINY,
+    ).fit(X, y)
+    pooled = block_mean(ic._new_data_tensor(X), 2)
+    for net, votes in zip(ic.weak_learners_, ic.votes_, strict=True):
+        predicted = ic.classes_[predict_logits(net, pooled).argmax(dim=1).numpy()]
+        np.testing.assert_array_equal(predicted, votes)
