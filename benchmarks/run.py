@@ -245,6 +245,19 @@ def run_minimax_defense(run, poisoned, test, device, timer):
     return trainer, trainer.mask_, trainer
 
 
+def learner_agreement(votes, poisoned):
+    """Per weak learner (rows of ``votes``, the last vote's): the share of
+    the poisoned samples it predicts as labelled, i.e. whose vote it gives
+    to the attacker, and the share of the clean samples it predicts as
+    labelled."""
+    agrees = votes == poisoned.y
+    is_poison = poisoned.is_poison
+    return {
+        "learner_poison_trust": agrees[:, is_poison].mean(axis=1).round(3).tolist(),
+        "learner_clean_agreement": agrees[:, ~is_poison].mean(axis=1).round(3).tolist(),
+    }
+
+
 def defense_diagnostics(defense, poisoned):
     """What a fitted defense's attributes say about where poison went.
 
@@ -267,6 +280,15 @@ def defense_diagnostics(defense, poisoned):
             int(is_poison[c].sum()) for c in defense.components_
         ]
         diagnostics["component_seconds"] = defense.component_seconds_.round(3).tolist()
+        diagnostics["component_label_counts"] = [
+            np.bincount(
+                np.searchsorted(defense.classes_, poisoned.y[c]),
+                minlength=len(defense.classes_),
+            ).tolist()
+            for c in defense.components_
+        ]
+    if getattr(defense, "votes_", None) is not None:
+        diagnostics.update(learner_agreement(defense.votes_, poisoned))
     if getattr(defense, "boosting_mask_", None) is not None:
         counts = removal_counts(defense.boosting_mask_, poisoned.poison_indices)
         diagnostics["boosting_fp"] = int(counts.false_positives)

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -300,6 +301,11 @@ def test_an_ispl_run_records_where_the_poison_went(runner):
         )
     )
     assert len(diagnostics["component_seconds"]) == 2
+    assert [sum(c) for c in diagnostics["component_label_counts"]] == diagnostics[
+        "component_sizes"
+    ]
+    assert len(diagnostics["learner_poison_trust"]) == 2
+    assert all(0 <= v <= 1 for v in diagnostics["learner_clean_agreement"])
     n_poisoned = record["scenario_params"]["n_poisoned"]
     assert 0 <= diagnostics["boosting_fn"] <= n_poisoned
     assert len(diagnostics["votes_fp_fn"]) == 2
@@ -991,3 +997,14 @@ def test_vote_replay_nearly_clean_rule_ignores_poisoned_learners():
         0,
         2 * half,
     )
+
+
+def test_learner_agreement_is_the_share_of_each_group_voted_as_labelled(runner):
+    poisoned = types.SimpleNamespace(
+        y=np.array([0, 0, 1, 1, 1]),
+        is_poison=np.array([False, False, False, True, True]),
+    )
+    votes = np.array([[0, 1, 1, 1, 0], [0, 0, 1, 0, 0]])
+    agreement = runner.learner_agreement(votes, poisoned)
+    assert agreement["learner_poison_trust"] == [0.5, 0.0]
+    assert agreement["learner_clean_agreement"] == [0.667, 1.0]
