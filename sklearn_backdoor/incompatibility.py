@@ -226,7 +226,9 @@ class IncompatibilityClustering(BaseSanitizer):
     component_bags_ : ndarray of int
         The bag of each component.
     weak_learners_ : list of skorch.NeuralNetClassifier
-        The network trained on each core set.
+        The network trained on each core set (on images pooled by
+        ``weak_learner_pooling``: pass them through
+        :func:`~sklearn_backdoor.pooling.block_mean` before predicting).
     votes_ : ndarray of shape (n_learners, n_samples)
         Each weak learner's predicted class (in ``classes_``) for each sample.
     boosting_mask_ : ndarray of bool, shape (n_samples,)
@@ -247,7 +249,7 @@ class IncompatibilityClustering(BaseSanitizer):
         these add up to more than ``phase_seconds_["clustering"]``.
     final_net_ : skorch.NeuralNetClassifier
         The self-training network after its last round (only with
-        ``self_training=True``).
+        ``self_training=True``), on images pooled by its block size.
     {{network_attributes}}
 
     Notes
