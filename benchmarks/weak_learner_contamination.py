@@ -32,25 +32,13 @@ from sklearn_backdoor.inputs import (
     to_float_channels_first,
     to_standardized_tensor,
 )
+from sklearn_backdoor.pooling import block_mean
 from sklearn_backdoor.training import (
     make_net,
     per_sample_loss,
     predict_logits,
     train_net,
 )
-
-
-def low_pass(X, factor):
-    """``X`` (NHWC uint8) averaged over ``factor`` x ``factor`` blocks, each
-    block's mean repeated over it: the image at ``1 / factor`` of its
-    resolution, in its original shape. 1 returns ``X`` unchanged."""
-    if factor == 1:
-        return X
-    n, h, w, c = X.shape
-    blocks = X.reshape(n, h // factor, factor, w // factor, factor, c)
-    means = blocks.astype(np.float32).mean(axis=(2, 4), keepdims=True)
-    smooth = np.broadcast_to(means, blocks.shape).reshape(X.shape)
-    return np.rint(smooth).astype(X.dtype)
 
 
 def core_set_rows(is_poison, size, k, rng):
@@ -64,17 +52,20 @@ class WeakLearner:
     """A network trained as ISPL trains its weak learners (the preset's
     constant learning rate), standardised with the whole training set's
     statistics; ``trim`` > 0 trains each epoch after the first on the
-    lowest-loss ``1 - trim`` share of each class of the core set."""
+    lowest-loss ``1 - trim`` share of each class of the core set; ``blur``
+    > 1 trains and predicts on the standardised images' block means, as
+    ``IncompatibilityClustering(weak_learner_pooling=blur)`` does."""
 
-    def __init__(self, X_all, epochs, trim, seed):
+    def __init__(self, X_all, epochs, trim, seed, blur=1):
         Xf = to_float_channels_first(X_all)
         self.mean, self.std = standardization_stats(Xf)
-        self.epochs, self.trim, self.seed = epochs, trim, seed
+        self.epochs, self.trim, self.seed, self.blur = epochs, trim, seed, blur
 
     def tensor(self, X):
-        return to_standardized_tensor(
+        standardized = to_standardized_tensor(
             to_float_channels_first(X), self.mean, self.std, "cpu"
         )
+        return block_mean(standardized, self.blur)
 
     def fit(self, X, y):
         X_t = self.tensor(X)
@@ -118,22 +109,20 @@ def lowest_per_class(losses, labels, fraction):
 
 def contamination_record(poisoned, X_test, y_test, k, epochs, trim, size, seed, blur=1):
     """Train one weak learner on a core set holding ``k`` poisoned images;
-    with ``blur`` > 1 it trains on and predicts :func:`low_pass` images."""
+    with ``blur`` > 1 it sees block means (:class:`WeakLearner`)."""
     rng = np.random.RandomState(seed)
     rows = core_set_rows(poisoned.is_poison, size, k, rng)
-    X_seen = low_pass(poisoned.X, blur)
-    learner = WeakLearner(X_seen, epochs, trim, seed)
+    learner = WeakLearner(poisoned.X, epochs, trim, seed, blur)
     started = time.perf_counter()
-    learner.fit(X_seen[rows], poisoned.y[rows])
+    learner.fit(poisoned.X[rows], poisoned.y[rows])
     seconds = time.perf_counter() - started
     unseen_poison = np.setdiff1d(poisoned.poison_indices, rows)
-    trust = learner.predict(X_seen[unseen_poison]) == poisoned.target
+    trust = learner.predict(poisoned.X[unseen_poison]) == poisoned.target
     seen = None
     if k:
-        seen = learner.predict(X_seen[rows[size:]]) == poisoned.target
+        seen = learner.predict(poisoned.X[rows[size:]]) == poisoned.target
     attacked = y_test == poisoned.source
-    triggered = low_pass(poisoned.trigger.apply(X_test[attacked]), blur)
-    X_test = low_pass(X_test, blur)
+    triggered = poisoned.trigger.apply(X_test[attacked])
     return {
         "k": int(k),
         "epochs": int(epochs),
