@@ -66,6 +66,61 @@ def device_name(device):
     return platform.processor() or platform.machine()
 
 
+def cpu_jiffies(stat=Path("/proc/stat")):
+    """``(steal, total)`` jiffies of all CPUs since boot from ``/proc/stat``
+    (Linux), or None where it cannot be read."""
+    try:
+        fields = stat.read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    if not fields or fields[0] != "cpu" or len(fields) < 9:
+        return None
+    # user nice system idle iowait irq softirq steal [guest guest_nice]:
+    # guest time is already counted in user time.
+    jiffies = [int(value) for value in fields[1:9]]
+    return jiffies[7], sum(jiffies)
+
+
+class MachineShare:
+    """What the machine gave a block of work: the share of the host's CPU
+    time the hypervisor stole (``steal_fraction``, None off Linux) and the
+    CPU seconds this process used (``process_cpu_seconds``).
+
+    Wall-clock seconds alone cannot tell a slower method from a busier
+    machine: a run that got its threads and lost no time to steal took as
+    long as its work."""
+
+    def __enter__(self):
+        self._jiffies = cpu_jiffies()
+        self._cpu = os.times()
+        return self
+
+    def __exit__(self, *exc_info):
+        end = os.times()
+        self.process_cpu_seconds = (end.user - self._cpu.user) + (
+            end.system - self._cpu.system
+        )
+        self.steal_fraction = steal_fraction(self._jiffies, cpu_jiffies())
+        return False
+
+    def record(self):
+        return {
+            "steal_fraction": self.steal_fraction,
+            "process_cpu_seconds": round(self.process_cpu_seconds, 1),
+        }
+
+
+def steal_fraction(start, end):
+    """Share of the CPU time between two ``cpu_jiffies`` readings that was
+    stolen, or None if either is missing or no time passed."""
+    if start is None or end is None:
+        return None
+    total = end[1] - start[1]
+    if total <= 0:
+        return None
+    return round((end[0] - start[0]) / total, 4)
+
+
 def cpu_model():
     """The CPU's model name (``/proc/cpuinfo`` on Linux) and its core count."""
     name = platform.processor() or platform.machine()

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from environment import (
     STARTED_AT_COMMIT,
+    MachineShare,
     cpu_model,
     device_name,
     library_versions,
@@ -172,6 +173,7 @@ def attack_metrics(model, X_test, y_test, trigger, scenario_params):
         )
     return {
         "clean_accuracy": float(clean_accuracy(y_test, pred_test)),
+        "clean_accuracy_by_class": accuracy_by_class(y_test, pred_test),
         "tmr": float(
             targeted_misclassification_rate(y_attacked, pred_clean, pred_triggered)
         ),
@@ -179,6 +181,23 @@ def attack_metrics(model, X_test, y_test, trigger, scenario_params):
         "poison_accuracy": float(poison_accuracy(y_attacked, pred_triggered)),
         "n_test_attacked": int(rows.sum()),
     }
+
+
+def accuracy_by_class(y_true, y_pred):
+    """``{label: accuracy on its test rows}`` (labels as strings, for JSON):
+    which class a final model gave up when the defense removed clean samples."""
+    return {
+        str(label): float(np.mean(y_pred[y_true == label] == label))
+        for label in np.unique(y_true)
+    }
+
+
+def removed_clean_by_label(keep, poisoned):
+    """``{label: clean samples of that label the defense removed}`` (the FP
+    per class; labels as strings, for JSON)."""
+    removed = ~keep & ~poisoned.is_poison
+    labels, counts = np.unique(poisoned.y[removed], return_counts=True)
+    return {str(label): int(count) for label, count in zip(labels, counts, strict=True)}
 
 
 def make_sanitizer(run, device):
@@ -406,6 +425,8 @@ def run_one(
     that parallel jobs do not oversubscribe the cores). ``final_on_vote``
     also trains the final model on ISPL+B's vote (``vote_final`` in the
     diagnostics, its seconds as ``vote_final_fit``, outside ``total``).
+    ``machine`` records what the machine gave the run (steal, CPU seconds),
+    so that a slow run can be told from a busy machine.
     """
     device = job_device(job_index, device)
     if device == "cpu":
@@ -413,6 +434,13 @@ def run_one(
     elif device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(torch.device(device))
     timer = PhaseTimer(device)
+    with MachineShare() as machine:
+        record = _run_one_measured(run, data_path, device, timer, final_on_vote)
+    record["machine"] = machine.record()
+    return record
+
+
+def _run_one_measured(run, data_path, device, timer, final_on_vote):
     started = time.perf_counter()
     poisoned, scenario_params, X_test, y_test = poisoned_data(
         run, data_path, device, timer
@@ -476,6 +504,7 @@ def run_one(
         "fp": int(counts.false_positives),
         "fn": int(counts.false_negatives),
         "n_removed": int(counts.n_removed),
+        "fp_by_label": removed_clean_by_label(keep, poisoned),
         "diagnostics": diagnostics,
         "seconds": timer.seconds,
         "peak_gpu_memory_bytes": (

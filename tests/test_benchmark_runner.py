@@ -35,6 +35,8 @@ REQUIRED_FIELDS = {
     "device_name",
     "versions",
     "git_commit",
+    "fp_by_label",
+    "machine",
 }
 
 
@@ -484,7 +486,34 @@ def test_a_real_run_records_every_field(runner):
     )
     assert 0.0 <= record["tmr"] <= 1.0
     assert record["fp"] + 25 - record["fn"] == record["n_removed"]
+    assert sum(record["fp_by_label"].values()) == record["fp"]
+    assert set(record["clean_accuracy_by_class"]) <= {str(c) for c in range(10)}
+    assert record["machine"]["process_cpu_seconds"] > 0
     json.dumps(record)
+
+
+def test_fp_and_accuracy_are_broken_down_by_class(runner):
+    poisoned = types.SimpleNamespace(
+        y=np.array([0, 0, 1, 1, 1, 2]),
+        is_poison=np.array([False, False, False, True, False, False]),
+    )
+    keep = np.array([False, True, False, False, True, True])
+    assert runner.removed_clean_by_label(keep, poisoned) == {"0": 1, "1": 1}
+    accuracy = runner.accuracy_by_class(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]))
+    assert accuracy == {"0": 0.5, "1": 1.0}
+
+
+def test_steal_fraction_is_the_stolen_share_between_two_readings(tmp_path):
+    environment = load_script("environment")
+    cpu_jiffies, steal_fraction = environment.cpu_jiffies, environment.steal_fraction
+
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 50 800 10 0 0 40 7 0\ncpu0 1 2 3\n")
+    assert cpu_jiffies(stat) == (40, 1000)
+    assert steal_fraction((40, 1000), (90, 1200)) == 0.25
+    assert steal_fraction((40, 1000), (40, 1000)) is None
+    assert steal_fraction(None, (40, 1000)) is None
+    assert cpu_jiffies(tmp_path / "missing") is None
 
 
 def report_record(scenario, defense, tmr, source=0, target=7, fraction=0.05):
