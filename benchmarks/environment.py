@@ -87,8 +87,10 @@ class MachineShare:
     CPU seconds this process used (``process_cpu_seconds``).
 
     Wall-clock seconds alone cannot tell a slower method from a busier
-    machine: a run that got its threads and lost no time to steal took as
-    long as its work."""
+    machine. These two show the contention the VM can see (time stolen, or
+    fewer CPU seconds than threads times wall seconds); slower cores on a
+    busy host show in neither, only in the throughput of a fixed piece of
+    work, such as ISPL+B's weak learners (docs/benchmarks.md)."""
 
     def __enter__(self):
         self._jiffies = cpu_jiffies()
