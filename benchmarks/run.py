@@ -58,6 +58,7 @@ from grids import (
     scenario_by_name,
     subsample_poisoned,
 )
+from sklearn.metrics import recall_score
 from sklearn.model_selection import train_test_split
 
 from sklearn_backdoor import (
@@ -184,20 +185,23 @@ def attack_metrics(model, X_test, y_test, trigger, scenario_params):
 
 
 def accuracy_by_class(y_true, y_pred):
-    """``{label: accuracy on its test rows}`` (labels as strings, for JSON):
-    which class a final model gave up when the defense removed clean samples."""
-    return {
-        str(label): float(np.mean(y_pred[y_true == label] == label))
-        for label in np.unique(y_true)
-    }
+    """``{label: accuracy on its test rows}`` (each class's recall; labels as
+    strings, for JSON): which class a final model gave up when the defense
+    removed clean samples."""
+    labels = np.unique(y_true)
+    recalls = recall_score(y_true, y_pred, labels=labels, average=None)
+    return {str(label): float(r) for label, r in zip(labels, recalls, strict=True)}
 
 
 def removed_clean_by_label(keep, poisoned):
-    """``{label: clean samples of that label the defense removed}`` (the FP
-    per class; labels as strings, for JSON)."""
+    """``{label: clean samples of that label the defense removed}`` for every
+    label of the training set (the FP per class; labels as strings, for
+    JSON)."""
     removed = ~keep & ~poisoned.is_poison
-    labels, counts = np.unique(poisoned.y[removed], return_counts=True)
-    return {str(label): int(count) for label, count in zip(labels, counts, strict=True)}
+    return {
+        str(label): int(np.sum(removed & (poisoned.y == label)))
+        for label in np.unique(poisoned.y)
+    }
 
 
 def make_sanitizer(run, device):

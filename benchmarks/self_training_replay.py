@@ -28,7 +28,7 @@ import torch
 from environment import STARTED_AT_COMMIT, cpu_model
 from grids import TWO_CLASS_FINAL_EPOCHS, TWO_CLASS_ISPL_PARAMS, TWO_CLASS_NET
 from ispl_probe import load_saved_probe, replay_parser
-from run import attack_metrics
+from run import attack_metrics, removed_clean_by_label
 from vote_replay import load_probe, own_core_sets
 
 from sklearn_backdoor import IncompatibilityClustering, NetworkClassifier
@@ -92,14 +92,10 @@ def saved_vote(path, rule, seed):
 def counts(keep, poisoned):
     """FP/FN of ``keep``, and the clean samples removed per class."""
     removed = removal_counts(keep, poisoned.poison_indices)
-    clean_removed = ~keep & ~poisoned.is_poison
     return {
         "fp": int(removed.false_positives),
         "fn": int(removed.false_negatives),
-        "fp_per_class": {
-            str(label): int(np.sum(clean_removed & (poisoned.y == label)))
-            for label in np.unique(poisoned.y)
-        },
+        "fp_per_class": removed_clean_by_label(keep, poisoned),
     }
 
 

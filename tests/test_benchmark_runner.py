@@ -498,7 +498,7 @@ def test_fp_and_accuracy_are_broken_down_by_class(runner):
         is_poison=np.array([False, False, False, True, False, False]),
     )
     keep = np.array([False, True, False, False, True, True])
-    assert runner.removed_clean_by_label(keep, poisoned) == {"0": 1, "1": 1}
+    assert runner.removed_clean_by_label(keep, poisoned) == {"0": 1, "1": 1, "2": 0}
     accuracy = runner.accuracy_by_class(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]))
     assert accuracy == {"0": 0.5, "1": 1.0}
 
