@@ -1037,3 +1037,25 @@ def test_learner_agreement_is_the_share_of_each_group_voted_as_labelled(runner):
     agreement = runner.learner_agreement(votes, poisoned)
     assert agreement["learner_poison_trust"] == [0.5, 0.0]
     assert agreement["learner_clean_agreement"] == [0.667, 1.0]
+
+
+def test_differential_replay_picks_the_core_set_the_other_learner_misreads():
+    """The poison-rich core set is the one whose samples the other core set's
+    learner gets wrong more often, whichever index it has."""
+    replay = load_script("differential_replay")
+    y = np.array([0, 0, 1, 1, 0, 0, 1, 1])
+    cores = [np.arange(8) < 4, np.arange(8) >= 4]
+    # Learner 0 (core set 0) misreads 3 of core set 1; learner 1 misreads
+    # 1 of core set 0.
+    votes = np.stack(
+        [np.array([0, 0, 1, 1, 1, 1, 0, 1]), np.array([1, 0, 1, 1, 0, 0, 1, 1])]
+    )
+    rich, errors = replay.poison_rich_core(votes, y, cores, np.array([0, 1]))
+    assert rich == 1
+    assert errors == [0.25, 0.75]
+    rich, errors = replay.poison_rich_core(
+        votes[::-1], y, cores[::-1], np.array([0, 1])
+    )
+    assert rich == 0
+    with pytest.raises(ValueError, match="two core sets"):
+        replay.poison_rich_core(votes, y, cores + cores[:1], np.array([0, 1, 2]))
