@@ -287,7 +287,9 @@ def defense_diagnostics(defense, poisoned):
     Every defense with ``phase_seconds_`` gives its phases. ISPL+B also gives
     the size, poison count and seconds (search, weak learner) of each core
     set, and FP/FN of the vote before self-training (of every vote, with
-    ``vote_rounds > 1``): enough to tell a run
+    ``vote_rounds > 1``; with ``vote="clusters"`` each bag's poison-rich
+    core set and the clean and poisoned samples its learner flags): enough
+    to tell a run
     whose core sets mix poison with clean data from one whose vote or
     self-training lets the poison back in.
     """
@@ -316,6 +318,21 @@ def defense_diagnostics(defense, poisoned):
         counts = removal_counts(defense.boosting_mask_, poisoned.poison_indices)
         diagnostics["boosting_fp"] = int(counts.false_positives)
         diagnostics["boosting_fn"] = int(counts.false_negatives)
+    flags = getattr(defense, "cluster_flags_", None)
+    if flags is not None:
+        diagnostics["poison_rich_components"] = defense.poison_rich_components_.tolist()
+        diagnostics["cluster_flags_fp_tp"] = [
+            [int((f & ~poisoned.is_poison).sum()), int((f & poisoned.is_poison).sum())]
+            for f in flags
+        ]
+        n_flagging = flags.sum(axis=0)
+        diagnostics["flagged_by_at_least_k_bags_fp_tp"] = [
+            [
+                int(((n_flagging >= k) & ~poisoned.is_poison).sum()),
+                int(((n_flagging >= k) & poisoned.is_poison).sum()),
+            ]
+            for k in range(1, len(flags) + 1)
+        ]
     masks = getattr(defense, "boosting_masks_", None) or []
     if len(masks) > 1:
         diagnostics["votes_fp_fn"] = [

@@ -16,7 +16,7 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from joblib import Parallel, delayed
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from tqdm.auto import tqdm
 
 from sklearn_backdoor.base import (
@@ -25,8 +25,10 @@ from sklearn_backdoor.base import (
     NetworkEstimatorMixin,
     nonfinite_as_worst,
 )
+from sklearn_backdoor.cluster_vote import flag_poison_clusters, poison_rich_components
 from sklearn_backdoor.docstrings import fill_doc
 from sklearn_backdoor.pooling import block_mean, check_block_size
+from sklearn_backdoor.representations import extract_representations
 from sklearn_backdoor.training import (
     Stopwatch,
     per_sample_loss,
@@ -102,6 +104,8 @@ class IncompatibilityClustering(BaseSanitizer):
     min_votes : int, default=2
         A sample is kept only if its modal vote has at least this many votes
         (the reference's ``count > 1``).
+        With ``vote="clusters"``: the number of bags that must flag a sample
+        for it to be removed.
     vote_on_own_core : bool, default=True
         Whether a weak learner also votes on the samples of its own core set,
         as the reference code does. False follows Algorithm 2's "each weak
@@ -109,6 +113,23 @@ class IncompatibilityClustering(BaseSanitizer):
         disjoint sets): a learner has fitted its own core set, poison
         included, so its vote there says nothing. Each sample then gets the
         votes of the learners whose core sets do not hold it.
+    vote : {"mode", "clusters"}, default="mode"
+        How the weak learners decide which samples to remove. ``"mode"`` is
+        the paper's vote described above. ``"clusters"`` (not in the paper)
+        asks, in each bag, only the learner of the core set that the bag's
+        other learners misread most (where ISPL gathers the poison, so that
+        learner knows the trigger): its representations of every sample are
+        split per class by 2-means, as :class:`ActivationClusteringFilter`
+        does, and the samples of a cluster under 35% of its class, in a
+        class whose silhouette score exceeds 0.1, are flagged; a sample is
+        removed when at least ``min_votes`` bags flag it (at most
+        ``n_bags``). It keeps the clean images near the class boundary that
+        the mode's learners misread, which on hard class pairs are more than
+        10% of the data (docs/benchmarks.md). Needs ``n_components >= 2``,
+        ``vote_rounds=1`` and a network with a ``representation_layer``
+        (every preset has one); ``vote_on_own_core`` does not apply.
+        ``self_training`` re-judges the samples by their labels and so
+        brings the boundary images' removal back: leave it off.
     vote_rounds : int, default=1
         Votes in all. Every vote after the first retrains each weak learner,
         a fresh network, on the samples of its core set that the previous
@@ -237,6 +258,12 @@ class IncompatibilityClustering(BaseSanitizer):
         The decision of each of the ``vote_rounds`` votes, in order; the
         last is ``boosting_mask_``. ``weak_learners_`` and ``votes_`` are
         those of the last vote.
+    poison_rich_components_ : ndarray of int, shape (n_bags,)
+        With ``vote="clusters"`` only: the index (into ``components_``) of
+        each bag's poison-rich core set, whose learner's clusters decide.
+    cluster_flags_ : ndarray of bool, shape (n_bags, n_samples)
+        With ``vote="clusters"`` only: which samples each bag's poison-rich
+        learner flags.
     self_training_correctness_ : ndarray of float or None
         Smoothed correctness at the end of self-training (None without it).
     phase_seconds_ : dict
@@ -294,6 +321,7 @@ class IncompatibilityClustering(BaseSanitizer):
         "weak_learner_trim": [Interval(Real, 0, 1, closed="left")],
         "min_votes": [Interval(Integral, 1, None, closed="left")],
         "vote_on_own_core": ["boolean"],
+        "vote": [StrOptions({"mode", "clusters"})],
         "vote_rounds": [Interval(Integral, 1, None, closed="left")],
         "later_vote_trim": [None, Interval(Real, 0, 1, closed="left")],
         "self_training": ["boolean"],
@@ -329,6 +357,7 @@ class IncompatibilityClustering(BaseSanitizer):
         weak_learner_trim=0.0,
         min_votes=2,
         vote_on_own_core=True,
+        vote="mode",
         vote_rounds=1,
         later_vote_trim=None,
         self_training=True,
@@ -363,6 +392,7 @@ class IncompatibilityClustering(BaseSanitizer):
         self.weak_learner_trim = weak_learner_trim
         self.min_votes = min_votes
         self.vote_on_own_core = vote_on_own_core
+        self.vote = vote
         self.vote_rounds = vote_rounds
         self.later_vote_trim = later_vote_trim
         self.self_training = self_training
@@ -389,6 +419,7 @@ class IncompatibilityClustering(BaseSanitizer):
                 f"set per bag no learner could vote), got n_components="
                 f"{self.n_components}"
             )
+        self._check_cluster_vote()
         check_block_size(
             self.input_shape_, self.weak_learner_pooling, "weak_learner_pooling"
         )
@@ -433,6 +464,28 @@ class IncompatibilityClustering(BaseSanitizer):
                 )
         return keep, disagreement
 
+    def _check_cluster_vote(self):
+        if self.vote != "clusters":
+            return
+        if self.n_components < 2:
+            raise ValueError(
+                "vote='clusters' needs n_components >= 2 (a poison-rich core set "
+                f"is picked by the bag's other learners), got n_components="
+                f"{self.n_components}"
+            )
+        if self.vote_rounds != 1:
+            raise ValueError(
+                "vote='clusters' needs vote_rounds=1 (a learner retrained on "
+                f"what the vote kept no longer knows the trigger), got "
+                f"vote_rounds={self.vote_rounds}"
+            )
+        if self.min_votes > self.n_bags:
+            raise ValueError(
+                "with vote='clusters', min_votes is the number of bags that must "
+                f"flag a sample, at most n_bags={self.n_bags}; got min_votes="
+                f"{self.min_votes}"
+            )
+
     def _self_training_block(self):
         """The block size of the self-training network's images."""
         if self.self_training_pooling is None:
@@ -444,10 +497,37 @@ class IncompatibilityClustering(BaseSanitizer):
         Sets ``votes_``; returns ``(keep, disagreement)``."""
         votes = np.stack([self._predict(net, X_t) for net in self.weak_learners_])
         self.votes_ = self.classes_[votes]
+        if self.vote == "clusters":
+            return self._cluster_vote(X_t, y, votes, rng)
         eligible = None
         if not self.vote_on_own_core:
             eligible = ~in_core_sets(self.components_, len(y))
         return vote_by_mode(votes, y, self.min_votes, rng, eligible=eligible)
+
+    def _cluster_vote(self, X_t, y, votes, rng):
+        """``vote="clusters"``: each bag's poison-rich learner flags the small
+        cohesive cluster of each class in its representations. Sets
+        ``poison_rich_components_`` and ``cluster_flags_``; returns ``(keep,
+        share of bags flagging each sample)``."""
+        rich, _ = poison_rich_components(
+            votes, y, self.components_, self.component_bags_
+        )
+        flags = np.stack(
+            [
+                flag_poison_clusters(
+                    extract_representations(self.weak_learners_[index], X_t)
+                    .cpu()
+                    .numpy(),
+                    y,
+                    rng.randint(np.iinfo(np.int32).max),
+                )
+                for index in rich
+            ]
+        )
+        self.poison_rich_components_ = rich
+        self.cluster_flags_ = flags
+        n_flagging = flags.sum(axis=0)
+        return n_flagging < self.min_votes, n_flagging / len(flags)
 
     def _retrain_weak_learners(self, X_t, y_t, y, keep, rng):
         """A fresh weak learner per core set, trained on the samples of the

@@ -1059,3 +1059,36 @@ def test_differential_replay_picks_the_core_set_the_other_learner_misreads():
     assert rich == 0
     with pytest.raises(ValueError, match="two core sets"):
         replay.poison_rich_core(votes, y, cores + cores[:1], np.array([0, 1, 2]))
+
+
+def test_a_cluster_vote_run_records_what_each_bag_flagged(runner):
+    short = {
+        "n_components": 2,
+        "n_bags": 2,
+        "min_votes": 1,
+        "warmup_epochs": 2,
+        "epochs_per_iteration": 1,
+        "weak_learner_epochs": 3,
+        "self_training": False,
+        "vote": "clusters",
+    }
+    run = runner.build_grid("smoke")[0]
+    run = runner.with_defense_params(
+        [runner.replace(run, defense="ispl", n_train=300)], short
+    )[0]
+    record = runner.run_one(run, device="cpu")
+    diagnostics = record["diagnostics"]
+    assert len(diagnostics["poison_rich_components"]) == 2
+    flagged = diagnostics["cluster_flags_fp_tp"]
+    assert len(flagged) == 2
+    n_poisoned = record["scenario_params"]["n_poisoned"]
+    assert all(0 <= tp <= n_poisoned and fp >= 0 for fp, tp in flagged)
+    # One bag's flag removes a sample (min_votes=1): the vote removes at
+    # least what each bag flags.
+    removed_poison = n_poisoned - diagnostics["boosting_fn"]
+    assert removed_poison >= max(tp for _, tp in flagged)
+    assert diagnostics["boosting_fp"] >= max(fp for fp, _ in flagged)
+    by_k = diagnostics["flagged_by_at_least_k_bags_fp_tp"]
+    assert by_k[0] == [diagnostics["boosting_fp"], removed_poison]
+    assert by_k[1][0] <= min(fp for fp, _ in flagged)
+    assert by_k[1][1] <= min(tp for _, tp in flagged)
