@@ -11,14 +11,18 @@ target class (Chen et al.'s activation clustering, applied to the network of
 the core set where the poison is concentrated rather than to one trained on
 all the data).
 
-- :func:`poison_rich_components` picks, in each bag, the core set whose
-  samples the bag's other weak learners misread most often: the poison is
-  incompatible with the clean core sets, the clean samples are not
-  incompatible with the poison-rich one.
-- :func:`flag_poison_clusters` splits each class of that learner's
-  representations by 2-means, as :class:`ActivationClusteringFilter` does,
-  and flags a cluster under ``size_threshold`` of its class in a class whose
-  silhouette score exceeds ``silhouette_threshold``.
+Which core set is poison-rich is not known in advance: on the two-class
+CIFAR-10 tier ISPL put the X trigger of 3-to-7 in a bag's first core set
+and the pixel triggers of 7-to-4 and 2-to-5 in the second, with the images
+near the class boundary, so neither the order nor the other learners'
+errors tell it. So every weak learner's representations are clustered
+(:func:`flag_poison_clusters`: each class split by 2-means, as
+:class:`ActivationClusteringFilter` does, a cluster under
+``size_threshold`` of its class flagged in a class whose silhouette score
+exceeds ``silhouette_threshold``), and in each bag the learner whose flagged
+cluster is the most cohesive (:func:`most_cohesive`) decides. (On 3-to-7
+X, the clean core set's learner split the two classes 45/55 and 48/52 and
+flagged nothing.)
 """
 
 import numpy as np
@@ -33,67 +37,6 @@ from sklearn_backdoor.activation_clustering import (
 N_DIMS = 10
 SIZE_THRESHOLD = 0.35
 SILHOUETTE_THRESHOLD = 0.1
-
-
-def poison_rich_components(votes, labels, components, component_bags):
-    """In each bag, the core set its other weak learners misread most.
-
-    Parameters
-    ----------
-    votes : ndarray of int, shape (n_learners, n_samples)
-        Encoded class each weak learner predicts for each sample; learner
-        ``i`` is the learner of core set ``components[i]``.
-    labels : ndarray of int, shape (n_samples,)
-        Encoded labels.
-    components : list of ndarray of int
-        The core sets' sample indices.
-    component_bags : ndarray of int, shape (n_learners,)
-        The bag of each core set.
-
-    Returns
-    -------
-    rich : ndarray of int, shape (n_bags,)
-        For each bag (in increasing order of bag number), the index into
-        ``components`` of its poison-rich core set.
-    errors : ndarray of float, shape (n_learners,)
-        Share of each core set's samples that the other learners of its bag
-        misread (-inf for an empty core set, which is never picked).
-
-    Raises
-    ------
-    ValueError
-        If a bag has fewer than two core sets: nothing else can judge them.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sklearn_backdoor.cluster_vote import poison_rich_components
-    >>> labels = np.array([0, 1, 0, 1])
-    >>> votes = np.array([[0, 1, 1, 0], [0, 1, 0, 1]])
-    >>> rich, errors = poison_rich_components(
-    ...     votes, labels, [np.array([0, 1]), np.array([2, 3])], np.array([0, 0])
-    ... )
-    >>> rich.tolist(), errors.tolist()
-    ([1], [0.0, 1.0])
-    """
-    component_bags = np.asarray(component_bags)
-    learners = np.arange(len(components))
-    errors = np.full(len(components), -np.inf)
-    for index, (core, bag) in enumerate(zip(components, component_bags, strict=True)):
-        others = learners[(component_bags == bag) & (learners != index)]
-        if len(others) == 0:
-            raise ValueError(
-                f"the cluster vote needs at least two core sets per bag; bag "
-                f"{int(bag)} has one (raise n_components or lower "
-                "component_fraction)"
-            )
-        if len(core):
-            errors[index] = float(np.mean(votes[others][:, core] != labels[core]))
-    rich = [
-        learners[component_bags == bag][np.argmax(errors[component_bags == bag])]
-        for bag in np.unique(component_bags)
-    ]
-    return np.array(rich, dtype=np.int64), errors
 
 
 def flag_poison_clusters(
@@ -128,6 +71,9 @@ def flag_poison_clusters(
         True for the samples of flagged clusters and for samples whose
         representation is not finite (judged the most suspicious, as
         :class:`ActivationClusteringFilter` judges them).
+    cohesion : float
+        The highest silhouette score of a class with a flagged cluster;
+        -inf when no cluster is flagged.
     """
     representations = np.asarray(representations, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
@@ -143,7 +89,7 @@ def flag_poison_clusters(
         )
         clusters[members] = two_means(part, random_state)
         reduced[members, : part.shape[1]] = part
-    poison, _ = flag_clusters(
+    poison, silhouettes = flag_clusters(
         clusters,
         labels[rows],
         "silhouette-scores",
@@ -153,4 +99,41 @@ def flag_poison_clusters(
         random_state=random_state,
     )
     flagged[rows] = ~kept_by_clusters(poison, labels[rows], clusters)
-    return flagged
+    with_flags = poison.any(axis=1)
+    cohesion = float(silhouettes[with_flags].max()) if with_flags.any() else -np.inf
+    return flagged, cohesion
+
+
+def most_cohesive(candidates):
+    """The flags of the candidate whose flagged cluster is the most cohesive.
+
+    Parameters
+    ----------
+    candidates : list of (flagged, cohesion)
+        What :func:`flag_poison_clusters` returned for each weak learner of
+        one bag.
+
+    Returns
+    -------
+    index : int
+        The chosen candidate; -1 when none flagged a cluster.
+    flagged : ndarray of bool
+        Its flags; none when no candidate flagged a cluster (samples whose
+        representation is not finite stay flagged).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_backdoor.cluster_vote import most_cohesive
+    >>> a = (np.array([True, False, False]), 0.2)
+    >>> b = (np.array([False, True, True]), 0.6)
+    >>> index, flagged = most_cohesive([a, b])
+    >>> index, flagged.tolist()
+    (1, [False, True, True])
+    """
+    cohesions = [cohesion for _, cohesion in candidates]
+    index = int(np.argmax(cohesions))
+    if cohesions[index] == -np.inf:
+        unflagged = np.logical_and.reduce([flagged for flagged, _ in candidates])
+        return -1, unflagged
+    return index, candidates[index][0]

@@ -25,7 +25,7 @@ from sklearn_backdoor.base import (
     NetworkEstimatorMixin,
     nonfinite_as_worst,
 )
-from sklearn_backdoor.cluster_vote import flag_poison_clusters, poison_rich_components
+from sklearn_backdoor.cluster_vote import flag_poison_clusters, most_cohesive
 from sklearn_backdoor.docstrings import fill_doc
 from sklearn_backdoor.pooling import block_mean, check_block_size
 from sklearn_backdoor.representations import extract_representations
@@ -116,18 +116,19 @@ class IncompatibilityClustering(BaseSanitizer):
     vote : {"mode", "clusters"}, default="mode"
         How the weak learners decide which samples to remove. ``"mode"`` is
         the paper's vote described above. ``"clusters"`` (not in the paper)
-        asks, in each bag, only the learner of the core set that the bag's
-        other learners misread most (where ISPL gathers the poison, so that
-        learner knows the trigger): its representations of every sample are
-        split per class by 2-means, as :class:`ActivationClusteringFilter`
-        does, and the samples of a cluster under 35% of its class, in a
-        class whose silhouette score exceeds 0.1, are flagged; a sample is
-        removed when at least ``min_votes`` bags flag it (at most
-        ``n_bags``). It keeps the clean images near the class boundary that
-        the mode's learners misread, which on hard class pairs are more than
-        10% of the data (docs/benchmarks.md). Needs ``n_components >= 2``,
-        ``vote_rounds=1`` and a network with a ``representation_layer``
-        (every preset has one); ``vote_on_own_core`` does not apply.
+        asks, in each bag, the learner of the core set where ISPL gathered
+        the poison, which has learned the trigger: every learner's
+        representations of every sample are split per class by 2-means, as
+        :class:`ActivationClusteringFilter` does, a cluster under 35% of its
+        class in a class whose silhouette score exceeds 0.1 is flagged, and
+        in each bag the learner whose flagged cluster is the most cohesive
+        decides (:mod:`sklearn_backdoor.cluster_vote`); a sample is removed
+        when at least ``min_votes`` bags flag it (at most ``n_bags``). It
+        keeps the clean images near the class boundary that the mode's
+        learners misread, which on hard class pairs are more than 10% of
+        the data (docs/benchmarks.md). Needs ``vote_rounds=1`` and a
+        network with a ``representation_layer`` (every preset has one);
+        ``vote_on_own_core`` does not apply.
         ``self_training`` re-judges the samples by their labels and so
         brings the boundary images' removal back: leave it off.
     vote_rounds : int, default=1
@@ -260,10 +261,10 @@ class IncompatibilityClustering(BaseSanitizer):
         those of the last vote.
     poison_rich_components_ : ndarray of int, shape (n_bags,)
         With ``vote="clusters"`` only: the index (into ``components_``) of
-        each bag's poison-rich core set, whose learner's clusters decide.
+        the core set whose learner decides in each bag; -1 where no learner
+        of the bag flagged a cluster.
     cluster_flags_ : ndarray of bool, shape (n_bags, n_samples)
-        With ``vote="clusters"`` only: which samples each bag's poison-rich
-        learner flags.
+        With ``vote="clusters"`` only: which samples each bag flags.
     self_training_correctness_ : ndarray of float or None
         Smoothed correctness at the end of self-training (None without it).
     phase_seconds_ : dict
@@ -467,12 +468,6 @@ class IncompatibilityClustering(BaseSanitizer):
     def _check_cluster_vote(self):
         if self.vote != "clusters":
             return
-        if self.n_components < 2:
-            raise ValueError(
-                "vote='clusters' needs n_components >= 2 (a poison-rich core set "
-                f"is picked by the bag's other learners), got n_components="
-                f"{self.n_components}"
-            )
         if self.vote_rounds != 1:
             raise ValueError(
                 "vote='clusters' needs vote_rounds=1 (a learner retrained on "
@@ -498,22 +493,21 @@ class IncompatibilityClustering(BaseSanitizer):
         votes = np.stack([self._predict(net, X_t) for net in self.weak_learners_])
         self.votes_ = self.classes_[votes]
         if self.vote == "clusters":
-            return self._cluster_vote(X_t, y, votes, rng)
+            return self._cluster_vote(X_t, y, rng)
         eligible = None
         if not self.vote_on_own_core:
             eligible = ~in_core_sets(self.components_, len(y))
         return vote_by_mode(votes, y, self.min_votes, rng, eligible=eligible)
 
-    def _cluster_vote(self, X_t, y, votes, rng):
-        """``vote="clusters"``: each bag's poison-rich learner flags the small
-        cohesive cluster of each class in its representations. Sets
-        ``poison_rich_components_`` and ``cluster_flags_``; returns ``(keep,
-        share of bags flagging each sample)``."""
-        rich, _ = poison_rich_components(
-            votes, y, self.components_, self.component_bags_
-        )
-        flags = np.stack(
-            [
+    def _cluster_vote(self, X_t, y, rng):
+        """``vote="clusters"``: in each bag, the learner with the most
+        cohesive small cluster flags it. Sets ``poison_rich_components_`` and
+        ``cluster_flags_``; returns ``(keep, share of bags flagging each
+        sample)``."""
+        chosen, flags = [], []
+        for bag in np.unique(self.component_bags_):
+            learners = np.flatnonzero(self.component_bags_ == bag)
+            candidates = [
                 flag_poison_clusters(
                     extract_representations(self.weak_learners_[index], X_t)
                     .cpu()
@@ -521,12 +515,14 @@ class IncompatibilityClustering(BaseSanitizer):
                     y,
                     rng.randint(np.iinfo(np.int32).max),
                 )
-                for index in rich
+                for index in learners
             ]
-        )
-        self.poison_rich_components_ = rich
-        self.cluster_flags_ = flags
-        n_flagging = flags.sum(axis=0)
+            index, flagged = most_cohesive(candidates)
+            chosen.append(learners[index] if index >= 0 else -1)
+            flags.append(flagged)
+        self.poison_rich_components_ = np.array(chosen, dtype=np.int64)
+        self.cluster_flags_ = np.stack(flags)
+        n_flagging = self.cluster_flags_.sum(axis=0)
         return n_flagging < self.min_votes, n_flagging / len(flags)
 
     def _retrain_weak_learners(self, X_t, y_t, y, keep, rng):
