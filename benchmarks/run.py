@@ -320,6 +320,10 @@ def defense_diagnostics(defense, poisoned):
         diagnostics["boosting_fn"] = int(counts.false_negatives)
     flags = getattr(defense, "cluster_flags_", None)
     if flags is not None:
+        diagnostics["cluster_cohesion"] = [
+            round(float(c), 3) if np.isfinite(c) else None
+            for c in defense.cluster_cohesion_
+        ]
         diagnostics["poison_rich_components"] = defense.poison_rich_components_.tolist()
         diagnostics["cluster_flags_fp_tp"] = [
             [int((f & ~poisoned.is_poison).sum()), int((f & poisoned.is_poison).sum())]

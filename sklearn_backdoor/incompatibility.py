@@ -265,6 +265,10 @@ class IncompatibilityClustering(BaseSanitizer):
         of the bag flagged a cluster.
     cluster_flags_ : ndarray of bool, shape (n_bags, n_samples)
         With ``vote="clusters"`` only: which samples each bag flags.
+    cluster_cohesion_ : ndarray of float, shape (n_bags,)
+        With ``vote="clusters"`` only: the silhouette score of the class
+        whose cluster the deciding learner of each bag flagged (-inf where
+        none was flagged).
     self_training_correctness_ : ndarray of float or None
         Smoothed correctness at the end of self-training (None without it).
     phase_seconds_ : dict
@@ -501,10 +505,10 @@ class IncompatibilityClustering(BaseSanitizer):
 
     def _cluster_vote(self, X_t, y, rng):
         """``vote="clusters"``: in each bag, the learner with the most
-        cohesive small cluster flags it. Sets ``poison_rich_components_`` and
-        ``cluster_flags_``; returns ``(keep, share of bags flagging each
-        sample)``."""
-        chosen, flags = [], []
+        cohesive small cluster flags it. Sets ``poison_rich_components_``,
+        ``cluster_flags_`` and ``cluster_cohesion_``; returns ``(keep, share
+        of bags flagging each sample)``."""
+        chosen, cohesion, flags = [], [], []
         for bag in np.unique(self.component_bags_):
             learners = np.flatnonzero(self.component_bags_ == bag)
             candidates = [
@@ -519,8 +523,10 @@ class IncompatibilityClustering(BaseSanitizer):
             ]
             index, flagged = most_cohesive(candidates)
             chosen.append(learners[index] if index >= 0 else -1)
+            cohesion.append(candidates[index][1] if index >= 0 else -np.inf)
             flags.append(flagged)
         self.poison_rich_components_ = np.array(chosen, dtype=np.int64)
+        self.cluster_cohesion_ = np.array(cohesion)
         self.cluster_flags_ = np.stack(flags)
         n_flagging = self.cluster_flags_.sum(axis=0)
         return n_flagging < self.min_votes, n_flagging / len(flags)

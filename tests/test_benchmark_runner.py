@@ -1079,6 +1079,7 @@ def test_a_cluster_vote_run_records_what_each_bag_flagged(runner):
     record = runner.run_one(run, device="cpu")
     diagnostics = record["diagnostics"]
     assert len(diagnostics["poison_rich_components"]) == 2
+    assert len(diagnostics["cluster_cohesion"]) == 2
     flagged = diagnostics["cluster_flags_fp_tp"]
     assert len(flagged) == 2
     n_poisoned = record["scenario_params"]["n_poisoned"]

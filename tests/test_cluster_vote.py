@@ -92,6 +92,8 @@ def test_cluster_vote_removes_what_enough_bags_flag():
     ic.fit(X, y)
     assert ic.cluster_flags_.shape == (2, 160)
     assert ic.poison_rich_components_.shape == (2,)
+    assert ic.cluster_cohesion_.shape == (2,)
+    assert all(c == -np.inf or -1 <= c <= 1 for c in ic.cluster_cohesion_)
     for bag, chosen in enumerate(ic.poison_rich_components_):
         assert chosen == -1 or ic.component_bags_[chosen] == bag
     np.testing.assert_array_equal(ic.boosting_mask_, ~ic.cluster_flags_.any(axis=0))
