@@ -3,8 +3,14 @@
 The quickstart's table in README is compared with a fresh run of
 ``examples/quickstart.py``, line by line. Its last column is wall-clock
 seconds, which depend on the machine and its load, so it is checked to be a
-number and otherwise left out; every other column is fixed by the seeds
-(the same with one CPU thread or two).
+number and otherwise left out. The seeds fix every other column on one
+machine (the same with one CPU thread or two), but not across CPUs: torch
+picks its float kernels by instruction set, and a few clean digits near
+ISPL+B's decision flip. Measured on the same commit: FP 16 / clean 96.7%
+with AVX2 kernels, 18 with ``ATEN_CPU_CAPABILITY=default``, 19 / 96.3% on
+another CI machine. So ISPL+B's FP and clean accuracy are compared within
+``FP_SLACK`` and ``ACCURACY_SLACK``; its TMR and FN, and the undefended
+row, exactly.
 """
 
 import re
@@ -18,6 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 QUICKSTART_COMMAND = "python examples/quickstart.py"
 SECONDS = re.compile(r"\d+\.\d")
+FP_SLACK = 6
+ACCURACY_SLACK = 1.0
 
 
 def readme_block_after(command, text=None):
@@ -101,4 +109,37 @@ def test_readme_shows_what_the_quickstart_prints():
         timeout=1800,
     )
     printed = without_seconds(run.stdout.splitlines())
-    assert without_seconds(readme_block_after(QUICKSTART_COMMAND)) == printed
+    shown = without_seconds(readme_block_after(QUICKSTART_COMMAND))
+    assert shown[:-1] == printed[:-1]
+    assert_rows_agree_within_float_slack(shown[-1], printed[-1])
+
+
+def assert_rows_agree_within_float_slack(shown, printed):
+    """ISPL+B's row: name, TMR and FN exact; clean accuracy and FP close."""
+    name, tmr, accuracy, fp, fn = shown.split()
+    p_name, p_tmr, p_accuracy, p_fp, p_fn = printed.split()
+    assert (p_name, p_tmr, p_fn) == (name, tmr, fn)
+    assert abs(float(p_accuracy.rstrip("%")) - float(accuracy.rstrip("%"))) <= (
+        ACCURACY_SLACK
+    )
+    assert abs(int(p_fp) - int(fp)) <= FP_SLACK
+
+
+@pytest.mark.parametrize(
+    ("printed", "agrees"),
+    [
+        ("ISPL+B  0.0%  96.7%  16  0", True),
+        ("ISPL+B  0.0%  96.3%  22  0", True),
+        ("ISPL+B  0.0%  96.3%  23  0", False),
+        ("ISPL+B  0.0%  95.6%  16  0", False),
+        ("ISPL+B  4.0%  96.7%  16  0", False),
+        ("ISPL+B  0.0%  96.7%  16  1", False),
+    ],
+)
+def test_float_slack_allows_kernel_noise_only(printed, agrees):
+    shown = "ISPL+B  0.0%  96.7%  16  0"
+    if agrees:
+        assert_rows_agree_within_float_slack(shown, printed)
+    else:
+        with pytest.raises(AssertionError):
+            assert_rows_agree_within_float_slack(shown, printed)
