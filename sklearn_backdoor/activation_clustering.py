@@ -242,28 +242,20 @@ default="relative-size"
         return kept_by_clusters(flagged, y, clusters), scores
 
     def _cluster_classes(self, representations, y, rng):
-        """2-means of each class's reduced representations."""
-        clusters = np.zeros(len(y), dtype=np.int64)
-        reduced_parts = {}
+        """2-means of each class's reduced representations, one seed each."""
+        class_seeds = [
+            (label, rng.randint(np.iinfo(np.int32).max))
+            for label in range(len(self.classes_))
+        ]
         classes = tqdm(
-            range(len(self.classes_)),
+            class_seeds,
             desc="activation clustering",
             disable=not self.verbose,
             leave=False,
         )
-        for label in classes:
-            members = np.flatnonzero(y == label)
-            seed = rng.randint(np.iinfo(np.int32).max)
-            class_reduced = reduce_representations(
-                representations[members], self.n_dims, self.reduction, seed
-            )
-            clusters[members] = two_means(class_reduced, seed)
-            reduced_parts[label] = (members, class_reduced)
-        width = max(part.shape[1] for _, part in reduced_parts.values())
-        reduced = np.zeros((len(y), width))
-        for members, part in reduced_parts.values():
-            reduced[members, : part.shape[1]] = part
-        return clusters, reduced
+        return cluster_each_class(
+            representations, y, classes, self.n_dims, self.reduction
+        )
 
     def _reclassify(self, X_t, y_t, y, clusters, flagged, rng):
         """Exclusionary reclassification; returns the updated flags."""
@@ -309,6 +301,45 @@ def reduce_representations(representations, n_dims, reduction, random_state):
             random_state=random_state,
         )
     return projector.fit_transform(representations)
+
+
+def cluster_each_class(representations, labels, class_seeds, n_dims, reduction):
+    """Split each class in two by 2-means of its reduced representations.
+
+    Parameters
+    ----------
+    representations : ndarray of shape (n_samples, n_features)
+        Finite representations of the samples.
+    labels : ndarray of int, shape (n_samples,)
+        Encoded labels.
+    class_seeds : iterable of (label, seed)
+        The classes to split, each with the seed of its reduction and its
+        2-means.
+    n_dims : int
+        Dimensions kept per class (see :func:`reduce_representations`).
+    reduction : {"pca", "fastica"}
+        How each class is reduced.
+
+    Returns
+    -------
+    clusters : ndarray of int, shape (n_samples,)
+        0 or 1 within each class; 0 for samples of classes not split.
+    reduced : ndarray of shape (n_samples, width)
+        Each sample's reduced representation, zero-padded to the widest
+        class's width.
+    """
+    clusters = np.zeros(len(labels), dtype=np.int64)
+    parts = []
+    for label, seed in class_seeds:
+        members = np.flatnonzero(labels == label)
+        part = reduce_representations(representations[members], n_dims, reduction, seed)
+        clusters[members] = two_means(part, seed)
+        parts.append((members, part))
+    width = max((part.shape[1] for _, part in parts), default=0)
+    reduced = np.zeros((len(labels), width))
+    for members, part in parts:
+        reduced[members, : part.shape[1]] = part
+    return clusters, reduced
 
 
 def two_means(points, random_state):

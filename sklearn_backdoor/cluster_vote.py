@@ -28,10 +28,9 @@ flagged nothing.)
 import numpy as np
 
 from sklearn_backdoor.activation_clustering import (
+    cluster_each_class,
     flag_clusters,
     kept_by_clusters,
-    reduce_representations,
-    two_means,
 )
 
 N_DIMS = 10
@@ -80,15 +79,10 @@ def flag_poison_clusters(
     finite = np.isfinite(representations).all(axis=1)
     flagged = ~finite
     rows = np.flatnonzero(finite)
-    clusters = np.zeros(len(rows), dtype=np.int64)
-    reduced = np.zeros((len(rows), n_dims))
-    for label in np.unique(labels[rows]):
-        members = np.flatnonzero(labels[rows] == label)
-        part = reduce_representations(
-            representations[rows[members]], n_dims, "pca", random_state
-        )
-        clusters[members] = two_means(part, random_state)
-        reduced[members, : part.shape[1]] = part
+    class_seeds = [(label, random_state) for label in np.unique(labels[rows])]
+    clusters, reduced = cluster_each_class(
+        representations[rows], labels[rows], class_seeds, n_dims, "pca"
+    )
     poison, silhouettes = flag_clusters(
         clusters,
         labels[rows],

@@ -8,6 +8,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from sklearn_backdoor.activation_clustering import (
     ActivationClusteringFilter,
+    cluster_each_class,
     cluster_sizes,
     exclusionary_reclassification,
     flag_clusters,
@@ -163,6 +164,22 @@ def test_flag_clusters_concrete_values():
         flag_clusters(clusters, labels, "largest")
     with pytest.raises(ValueError, match="needs representations"):
         flag_clusters(clusters, labels, "distance")
+
+
+def test_cluster_each_class_splits_only_the_listed_classes():
+    # Class 0: 6 points near the origin and 3 far away; class 1 is not listed.
+    representations = np.zeros((12, 3))
+    representations[6:9] = [10.0, 0.0, 0.0]
+    representations[9:] = [[5.0, 5.0, 5.0], [-5.0, 0.0, 1.0], [0.0, 7.0, 0.0]]
+    representations[:6] += np.arange(6)[:, None] * 0.01
+    labels = np.array([0] * 9 + [1] * 3)
+    clusters, reduced = cluster_each_class(
+        representations, labels, [(0, 0)], n_dims=2, reduction="pca"
+    )
+    assert len(set(clusters[:6])) == 1 and len(set(clusters[6:9])) == 1
+    assert clusters[0] != clusters[6]
+    assert clusters[9:].tolist() == [0, 0, 0]
+    assert reduced.shape == (12, 2) and not reduced[9:].any()
 
 
 def test_one_cluster_classes_are_never_split():
