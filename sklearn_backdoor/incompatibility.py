@@ -122,7 +122,14 @@ class IncompatibilityClustering(BaseSanitizer):
         :class:`ActivationClusteringFilter` does, a cluster under 35% of its
         class in a class whose silhouette score exceeds 0.1 is flagged, and
         in each bag the learner whose flagged cluster is the most cohesive
-        decides (:mod:`sklearn_backdoor.cluster_vote`); a sample is removed
+        decides (:mod:`sklearn_backdoor.cluster_vote`). A flagged cluster
+        stands only if the bag's other learners misread at least half of
+        its members' labels (Chen et al.'s exclusionary reclassification,
+        with the other learners as the networks trained without it), so
+        clean sub-styles of a class are not removed; with
+        ``n_components=1`` there is no other learner to ask. With no
+        cluster standing in any bag it removes nothing and warns. A sample
+        is removed
         when at least ``min_votes`` bags flag it (at most ``n_bags``). It
         keeps the clean images near the class boundary that the mode's
         learners misread, which on hard class pairs are more than 10% of
@@ -497,17 +504,18 @@ class IncompatibilityClustering(BaseSanitizer):
         votes = np.stack([self._predict(net, X_t) for net in self.weak_learners_])
         self.votes_ = self.classes_[votes]
         if self.vote == "clusters":
-            return self._cluster_vote(X_t, y, rng)
+            return self._cluster_vote(X_t, y, votes, rng)
         eligible = None
         if not self.vote_on_own_core:
             eligible = ~in_core_sets(self.components_, len(y))
         return vote_by_mode(votes, y, self.min_votes, rng, eligible=eligible)
 
-    def _cluster_vote(self, X_t, y, rng):
+    def _cluster_vote(self, X_t, y, votes, rng):
         """``vote="clusters"``: in each bag, the learner with the most
-        cohesive small cluster flags it. Sets ``poison_rich_components_``,
-        ``cluster_flags_`` and ``cluster_cohesion_``; returns ``(keep, share
-        of bags flagging each sample)``."""
+        cohesive small cluster that the bag's other learners misread flags
+        it. Sets ``poison_rich_components_``, ``cluster_flags_`` and
+        ``cluster_cohesion_``; returns ``(keep, share of bags flagging each
+        sample)``."""
         chosen, cohesion, flags = [], [], []
         for bag in np.unique(self.component_bags_):
             learners = np.flatnonzero(self.component_bags_ == bag)
@@ -518,6 +526,7 @@ class IncompatibilityClustering(BaseSanitizer):
                     .numpy(),
                     y,
                     rng.randint(np.iinfo(np.int32).max),
+                    other_predictions=_others(votes, learners, index),
                 )
                 for index in learners
             ]
@@ -528,6 +537,14 @@ class IncompatibilityClustering(BaseSanitizer):
         self.poison_rich_components_ = np.array(chosen, dtype=np.int64)
         self.cluster_cohesion_ = np.array(cohesion)
         self.cluster_flags_ = np.stack(flags)
+        if (self.poison_rich_components_ < 0).all():
+            warnings.warn(
+                "vote='clusters' found no small, cohesive cluster that the other "
+                "weak learners misread in any bag, so it removes nothing: the data "
+                "may be clean, or its trigger may make no cluster of its own.",
+                BackdoorWarning,
+                stacklevel=2,
+            )
         n_flagging = self.cluster_flags_.sum(axis=0)
         return n_flagging < self.min_votes, n_flagging / len(flags)
 
@@ -919,6 +936,13 @@ def in_core_sets(components, n_samples):
 def _rows(X_t, y_t, indices):
     index = torch.as_tensor(indices, device=X_t.device)
     return X_t[index], y_t[index]
+
+
+def _others(votes, learners, index):
+    """The votes of a bag's learners other than ``index``; None if it has
+    no others (then a flagged cluster stands unconfirmed)."""
+    others = learners[learners != index]
+    return votes[others] if len(others) else None
 
 
 def _at_least_two(indices, fallback):

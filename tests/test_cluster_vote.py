@@ -4,8 +4,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.model_selection import train_test_split
 
-from sklearn_backdoor import IncompatibilityClustering
-from sklearn_backdoor.cluster_vote import flag_poison_clusters, most_cohesive
+import sklearn_backdoor.incompatibility as incompatibility
+from sklearn_backdoor import BackdoorWarning, IncompatibilityClustering
+from sklearn_backdoor.cluster_vote import (
+    flag_poison_clusters,
+    misread_shares,
+    most_cohesive,
+)
 from sklearn_backdoor.datasets import load_digits_images
 from sklearn_backdoor.metrics import removal_counts
 from sklearn_backdoor.poisoning import PatchTrigger, dirty_label_backdoor
@@ -48,6 +53,57 @@ def test_a_small_tight_cluster_of_one_class_is_flagged(n_poison, n_clean, seed):
     expected = np.r_[np.zeros(2 * n_clean, dtype=bool), np.ones(n_poison, dtype=bool)]
     np.testing.assert_array_equal(flagged, expected)
     np.testing.assert_array_equal(representations, before)
+
+
+def _tight_cluster_in_class_one(n_poison=40, n_clean=200, seed=0):
+    rng = np.random.RandomState(seed)
+    clean = rng.normal(size=(2 * n_clean, 20))
+    poison = rng.normal(loc=8.0, scale=0.1, size=(n_poison, 20))
+    labels = np.r_[np.zeros(n_clean), np.ones(n_clean + n_poison)].astype(int)
+    return np.vstack([clean, poison]), labels
+
+
+@pytest.mark.parametrize(
+    ("misread_by_other", "flagged_expected"),
+    [(0, 0), (19, 0), (20, 40), (40, 40)],
+)
+def test_a_cluster_stands_only_if_the_other_learners_misread_half_of_it(
+    misread_by_other, flagged_expected
+):
+    """The tight cluster of class 1 (40 samples) is flagged only when the
+    other learner reads at least 20 of them as class 0."""
+    representations, labels = _tight_cluster_in_class_one()
+    other = labels.copy()
+    other[-40 : len(labels) - 40 + misread_by_other] = 0
+    flagged, cohesion = flag_poison_clusters(
+        representations, labels, 0, other_predictions=other[np.newaxis]
+    )
+    assert flagged.sum() == flagged_expected
+    assert flagged[-40:].sum() == flagged_expected
+    assert (cohesion > 0.5) == (flagged_expected > 0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    data=st.lists(
+        st.tuples(st.integers(0, 2), st.integers(0, 1), st.integers(0, 2)),
+        min_size=1,
+        max_size=40,
+    ),
+    n_networks=st.integers(1, 3),
+)
+def test_misread_shares_count_every_reading_of_every_member(data, n_networks):
+    labels, clusters, first = np.array(data).T
+    predictions = np.stack([(first + k) % 3 for k in range(n_networks)])
+    shares = misread_shares(clusters, labels, predictions)
+    for label in range(labels.max() + 1):
+        for cluster in (0, 1):
+            members = (labels == label) & (clusters == cluster)
+            if not members.any():
+                assert np.isnan(shares[label, cluster])
+                continue
+            readings = predictions[:, members]
+            assert shares[label, cluster] == pytest.approx((readings != label).mean())
 
 
 def test_non_finite_representations_are_flagged():
@@ -103,6 +159,28 @@ def test_cluster_vote_removes_what_enough_bags_flag():
     np.testing.assert_array_equal(both.mask_, ~ic.cluster_flags_.all(axis=0))
 
 
+def test_each_learner_is_confirmed_by_the_other_learners_of_its_bag(monkeypatch):
+    calls = []
+
+    def record(representations, labels, random_state, *, other_predictions):
+        calls.append(other_predictions)
+        return np.zeros(len(labels), dtype=bool), -np.inf
+
+    monkeypatch.setattr(incompatibility, "flag_poison_clusters", record)
+    X, y = _small_images()
+    ic = IncompatibilityClustering(random_state=0, min_votes=1, **TINY_CLUSTERS)
+    with pytest.warns(BackdoorWarning, match="removes nothing"):
+        ic.fit(X, y)
+    assert len(calls) == 4
+    encoded = np.searchsorted(ic.classes_, ic.votes_)
+    for index, other_predictions in enumerate(calls):
+        others = np.flatnonzero(ic.component_bags_ == ic.component_bags_[index])
+        others = others[others != index]
+        np.testing.assert_array_equal(other_predictions, encoded[others])
+    assert ic.poison_rich_components_.tolist() == [-1, -1]
+    assert ic.mask_.all()
+
+
 @pytest.mark.parametrize(
     ("params", "match"),
     [
@@ -120,10 +198,11 @@ def test_cluster_vote_refuses_settings_it_cannot_honour(params, match):
 @pytest.mark.slow
 @pytest.mark.parametrize("poison_fraction", [0.05, 0.2])
 def test_cluster_vote_removes_a_digits_backdoor(poison_fraction):
-    """Two core sets per bag, no self-training, random_state=0, on a CPU:
-    every poisoned digit goes, and at least 85% of the clean ones stay (88%
-    and 96% measured: with ten classes, the learners' small cohesive
-    clusters include a few handwriting styles of clean digits)."""
+    """Two core sets per bag, no self-training, one flagging bag enough,
+    random_state=0, on a CPU: every poisoned digit goes, and at least 93% of
+    the clean ones stay (95.0% and 96.3% measured: the confirmation by the
+    other learners leaves most clean handwriting sub-styles; without it
+    86% and 88% stayed)."""
     X, y = load_digits_images()
     X_train, _, y_train, _ = train_test_split(
         X, y, test_size=0.3, stratify=y, random_state=0
@@ -138,9 +217,13 @@ def test_cluster_vote_removes_a_digits_backdoor(poison_fraction):
         random_state=0,
     )
     ic = IncompatibilityClustering(
-        n_components=2, vote="clusters", self_training=False, random_state=0
+        n_components=2,
+        vote="clusters",
+        self_training=False,
+        min_votes=1,
+        random_state=0,
     ).fit(poisoned.X, poisoned.y)
     counts = removal_counts(ic.mask_, poisoned.poison_indices)
     n_clean = len(poisoned.y) - len(poisoned.poison_indices)
     assert counts.false_negatives == 0
-    assert counts.true_negatives >= 0.85 * n_clean
+    assert counts.true_negatives >= 0.93 * n_clean
