@@ -86,7 +86,7 @@ def flag_poison_clusters(
     min_misread : float, default=0.5
         ...these networks misread at least this share of its members'
         labels (:func:`misread_shares`). Ignored without
-        ``other_predictions``.
+        ``other_predictions`` or when 0.
 
     Returns
     -------
@@ -116,7 +116,7 @@ def flag_poison_clusters(
         reduced=reduced,
         random_state=random_state,
     )
-    if other_predictions is not None:
+    if other_predictions is not None and min_misread > 0:
         shares = misread_shares(
             clusters, labels[rows], np.asarray(other_predictions)[:, rows]
         )

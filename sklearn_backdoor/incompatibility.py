@@ -123,8 +123,9 @@ class IncompatibilityClustering(BaseSanitizer):
         class in a class whose silhouette score exceeds 0.1 is flagged, and
         in each bag the learner whose flagged cluster is the most cohesive
         decides (:mod:`sklearn_backdoor.cluster_vote`). A flagged cluster
-        stands only if the bag's other learners misread at least half of
-        its members' labels (Chen et al.'s exclusionary reclassification,
+        stands only if the bag's other learners misread at least
+        ``min_misread`` of its members' labels (Chen et al.'s exclusionary
+        reclassification,
         with the other learners as the networks trained without it), so
         clean sub-styles of a class are not removed; with
         ``n_components=1`` there is no other learner to ask. With no
@@ -138,6 +139,12 @@ class IncompatibilityClustering(BaseSanitizer):
         ``vote_on_own_core`` does not apply.
         ``self_training`` re-judges the samples by their labels and so
         brings the boundary images' removal back: leave it off.
+    min_misread : float in [0, 1], default=0.5
+        With ``vote="clusters"`` only: the share of a flagged cluster's
+        members whose labels the bag's other learners must misread for it
+        to stand. 0.5 is Chen et al.'s exclusionary-reclassification
+        threshold (a ratio of 1 between own-label and other-label readings,
+        for two classes); 0 confirms every cluster.
     vote_rounds : int, default=1
         Votes in all. Every vote after the first retrains each weak learner,
         a fresh network, on the samples of its core set that the previous
@@ -334,6 +341,7 @@ class IncompatibilityClustering(BaseSanitizer):
         "min_votes": [Interval(Integral, 1, None, closed="left")],
         "vote_on_own_core": ["boolean"],
         "vote": [StrOptions({"mode", "clusters"})],
+        "min_misread": [Interval(Real, 0, 1, closed="both")],
         "vote_rounds": [Interval(Integral, 1, None, closed="left")],
         "later_vote_trim": [None, Interval(Real, 0, 1, closed="left")],
         "self_training": ["boolean"],
@@ -370,6 +378,7 @@ class IncompatibilityClustering(BaseSanitizer):
         min_votes=2,
         vote_on_own_core=True,
         vote="mode",
+        min_misread=0.5,
         vote_rounds=1,
         later_vote_trim=None,
         self_training=True,
@@ -405,6 +414,7 @@ class IncompatibilityClustering(BaseSanitizer):
         self.min_votes = min_votes
         self.vote_on_own_core = vote_on_own_core
         self.vote = vote
+        self.min_misread = min_misread
         self.vote_rounds = vote_rounds
         self.later_vote_trim = later_vote_trim
         self.self_training = self_training
@@ -527,6 +537,7 @@ class IncompatibilityClustering(BaseSanitizer):
                     y,
                     rng.randint(np.iinfo(np.int32).max),
                     other_predictions=_others(votes, learners, index),
+                    min_misread=self.min_misread,
                 )
                 for index in learners
             ]

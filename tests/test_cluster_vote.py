@@ -81,6 +81,10 @@ def test_a_cluster_stands_only_if_the_other_learners_misread_half_of_it(
     assert flagged.sum() == flagged_expected
     assert flagged[-40:].sum() == flagged_expected
     assert (cohesion > 0.5) == (flagged_expected > 0)
+    unconfirmed, _ = flag_poison_clusters(
+        representations, labels, 0, other_predictions=other[np.newaxis], min_misread=0
+    )
+    assert unconfirmed.sum() == 40
 
 
 @settings(max_examples=30, deadline=None)
@@ -162,13 +166,16 @@ def test_cluster_vote_removes_what_enough_bags_flag():
 def test_each_learner_is_confirmed_by_the_other_learners_of_its_bag(monkeypatch):
     calls = []
 
-    def record(representations, labels, random_state, *, other_predictions):
+    def record(representations, labels, random_state, *, other_predictions, **kw):
+        assert kw == {"min_misread": 0.3}
         calls.append(other_predictions)
         return np.zeros(len(labels), dtype=bool), -np.inf
 
     monkeypatch.setattr(incompatibility, "flag_poison_clusters", record)
     X, y = _small_images()
-    ic = IncompatibilityClustering(random_state=0, min_votes=1, **TINY_CLUSTERS)
+    ic = IncompatibilityClustering(
+        random_state=0, min_votes=1, min_misread=0.3, **TINY_CLUSTERS
+    )
     with pytest.warns(BackdoorWarning, match="removes nothing"):
         ic.fit(X, y)
     assert len(calls) == 4
@@ -186,6 +193,7 @@ def test_each_learner_is_confirmed_by_the_other_learners_of_its_bag(monkeypatch)
     [
         ({"vote_rounds": 2}, "vote_rounds=2"),
         ({"min_votes": 3}, "min_votes=3"),
+        ({"min_misread": 1.5}, "min_misread"),
         ({"vote": "majority"}, "vote"),
     ],
 )
