@@ -21,7 +21,7 @@
 #              preset defend, and if not, where the poison went (diagnostics)
 #   variants   ISPL+B on the probe scenarios with the changes the issue's
 #              own fast-network probe points at: clean (unaugmented) loss
-#              passes, a halved schedule, and both
+#              passes, a halved schedule, and both; and the cluster vote
 #   ispl       none / oracle / ISPL+B on the 24 seed-100 DLBD scenarios
 #   baselines  SS / AC / ITLM on the same 24 scenarios
 #   scaling    ISPL+B fit time at 10k / 25k / 50k samples
@@ -61,6 +61,8 @@ mkdir -p "$out" "$results"
 # and the one it did not (7->4), both at 10%.
 PROBE=(0-to-2-pixel-0.1-seed100 7-to-4-pixel-0.1-seed100)
 HALVED='"warmup_epochs": 4, "epochs_per_iteration": 2, "weak_learner_epochs": 20'
+# The cluster vote that defends the two-class CPU tier's hard pairs.
+CLUSTERS='"n_components": 2, "trim_per_class": true, "vote": "clusters", "self_training": false, "min_votes": 1, "min_misread": 0.5'
 
 prepare() {
     if [ ! -d /tmp/site/skorch ]; then
@@ -119,7 +121,8 @@ run_stage() {
     variants)
         local params
         for params in '{"augment_scoring": false}' "{$HALVED}" \
-            "{\"augment_scoring\": false, $HALVED}"; do
+            "{\"augment_scoring\": false, $HALVED}" \
+            "{\"augment_scoring\": false, $CLUSTERS}"; do
             grid cifar10-probe.jsonl --grid dlbd --seeds 100 --defenses ispl \
                 --scenarios "${PROBE[@]}" --params "$params" "$@" || return
         done
