@@ -268,6 +268,29 @@ def run_minimax_defense(run, poisoned, test, device, timer):
     return trainer, trainer.mask_, trainer
 
 
+def cluster_candidates(findings, labels, is_poison, min_misread):
+    """One weak learner's candidate poison clusters (see
+    ``IncompatibilityClustering.cluster_findings_``): class, size, poisoned
+    members, the other learners' misread share, the class's silhouette and
+    whether the cluster stood (``min_misread`` as the estimator's)."""
+    rows = []
+    for label, cluster in zip(*np.nonzero(findings.candidates), strict=True):
+        members = (findings.clusters == cluster) & (labels == label)
+        misread = float(findings.misread[label, cluster])
+        stood = min_misread == 0 or np.isnan(misread) or misread >= min_misread
+        rows.append(
+            {
+                "class": int(label),
+                "size": int(members.sum()),
+                "poisoned": int((members & is_poison).sum()),
+                "misread": None if np.isnan(misread) else round(misread, 3),
+                "silhouette": round(float(findings.silhouettes[label]), 3),
+                "stood": bool(stood),
+            }
+        )
+    return rows
+
+
 def learner_agreement(votes, poisoned):
     """Per weak learner (rows of ``votes``, the last vote's): the share of
     the poisoned samples it predicts as labelled, i.e. whose vote it gives
@@ -336,6 +359,15 @@ def defense_diagnostics(defense, poisoned):
                 int(((n_flagging >= k) & poisoned.is_poison).sum()),
             ]
             for k in range(1, len(flags) + 1)
+        ]
+        diagnostics["cluster_candidates"] = [
+            cluster_candidates(
+                findings,
+                np.searchsorted(defense.classes_, poisoned.y),
+                poisoned.is_poison,
+                defense.min_misread,
+            )
+            for findings in defense.cluster_findings_
         ]
     masks = getattr(defense, "boosting_masks_", None) or []
     if len(masks) > 1:

@@ -39,6 +39,8 @@ the clean images of the target class (3-to-7 X, where the poison-rich
 learner's flagged clusters were 1,152-1,427 clean horses and no poison).
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 from sklearn_backdoor.activation_clustering import (
@@ -53,6 +55,29 @@ SILHOUETTE_THRESHOLD = 0.1
 MIN_MISREAD = 0.5
 
 
+class ClusterFindings(NamedTuple):
+    """What :func:`flag_poison_clusters` found in one network's representations.
+
+    Attributes
+    ----------
+    clusters : ndarray of int, shape (n_samples,)
+        Each sample's 2-means cluster (0 or 1) within its class; -1 for
+        samples whose representation is not finite.
+    candidates : ndarray of bool, shape (n_classes, 2)
+        The clusters small and cohesive enough to be poison, before the
+        other networks confirm them.
+    silhouettes : ndarray of float, shape (n_classes,)
+        Each class's silhouette score.
+    misread : ndarray of float, shape (n_classes, 2)
+        :func:`misread_shares` of the other networks; NaN without them.
+    """
+
+    clusters: np.ndarray
+    candidates: np.ndarray
+    silhouettes: np.ndarray
+    misread: np.ndarray
+
+
 def flag_poison_clusters(
     representations,
     labels,
@@ -63,6 +88,7 @@ def flag_poison_clusters(
     silhouette_threshold=SILHOUETTE_THRESHOLD,
     other_predictions=None,
     min_misread=MIN_MISREAD,
+    return_findings=False,
 ):
     """Samples in a small, cohesive 2-means cluster of their class.
 
@@ -87,6 +113,8 @@ def flag_poison_clusters(
         ...these networks misread at least this share of its members'
         labels (:func:`misread_shares`). Ignored without
         ``other_predictions`` or when 0.
+    return_findings : bool, default=False
+        Whether to return the clusters and their scores as well.
 
     Returns
     -------
@@ -97,6 +125,8 @@ def flag_poison_clusters(
     cohesion : float
         The highest silhouette score of a class with a flagged cluster;
         -inf when no cluster is flagged.
+    findings : ClusterFindings
+        Only with ``return_findings=True``.
     """
     representations = np.asarray(representations, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
@@ -116,15 +146,26 @@ def flag_poison_clusters(
         reduced=reduced,
         random_state=random_state,
     )
-    if other_predictions is not None and min_misread > 0:
+    candidates = poison.copy()
+    shares = np.full(poison.shape, np.nan)
+    if other_predictions is not None:
         shares = misread_shares(
             clusters, labels[rows], np.asarray(other_predictions)[:, rows]
         )
-        poison &= shares >= min_misread
+        if min_misread > 0:
+            poison &= shares >= min_misread
     flagged[rows] = ~kept_by_clusters(poison, labels[rows], clusters)
     with_flags = poison.any(axis=1)
     cohesion = float(silhouettes[with_flags].max()) if with_flags.any() else -np.inf
-    return flagged, cohesion
+    if not return_findings:
+        return flagged, cohesion
+    all_clusters = np.full(len(labels), -1, dtype=np.int64)
+    all_clusters[rows] = clusters
+    return (
+        flagged,
+        cohesion,
+        ClusterFindings(all_clusters, candidates, silhouettes, shares),
+    )
 
 
 def misread_shares(clusters, labels, predictions):

@@ -282,6 +282,12 @@ class IncompatibilityClustering(BaseSanitizer):
         With ``vote="clusters"`` only: the silhouette score of the class
         whose cluster the deciding learner of each bag flagged (-inf where
         none was flagged).
+    cluster_findings_ : list of ClusterFindings
+        With ``vote="clusters"`` only: for each weak learner, its clusters,
+        the ones small and cohesive enough to be poison before the other
+        learners confirm them, the silhouette scores and the other
+        learners' misread shares
+        (:class:`~sklearn_backdoor.cluster_vote.ClusterFindings`).
     self_training_correctness_ : ndarray of float or None
         Smoothed correctness at the end of self-training (None without it).
     phase_seconds_ : dict
@@ -522,14 +528,16 @@ class IncompatibilityClustering(BaseSanitizer):
     def _cluster_vote(self, X_t, y, votes, rng):
         """``vote="clusters"``: in each bag, the learner with the most
         cohesive small cluster that the bag's other learners misread flags
-        it. Sets ``poison_rich_components_``, ``cluster_flags_`` and
-        ``cluster_cohesion_``; returns ``(keep, share of bags flagging each
-        sample)``."""
+        it. Sets ``poison_rich_components_``, ``cluster_flags_``,
+        ``cluster_cohesion_`` and ``cluster_findings_``; returns ``(keep,
+        share of bags flagging each sample)``."""
         chosen, cohesion, flags = [], [], []
+        findings = [None] * len(self.weak_learners_)
         for bag in np.unique(self.component_bags_):
             learners = np.flatnonzero(self.component_bags_ == bag)
-            candidates = [
-                flag_poison_clusters(
+            candidates = []
+            for index in learners:
+                flagged, learner_cohesion, findings[index] = flag_poison_clusters(
                     extract_representations(self.weak_learners_[index], X_t)
                     .cpu()
                     .numpy(),
@@ -537,13 +545,14 @@ class IncompatibilityClustering(BaseSanitizer):
                     rng.randint(np.iinfo(np.int32).max),
                     other_predictions=_others(votes, learners, index),
                     min_misread=self.min_misread,
+                    return_findings=True,
                 )
-                for index in learners
-            ]
+                candidates.append((flagged, learner_cohesion))
             index, flagged = most_cohesive(candidates)
             chosen.append(learners[index] if index >= 0 else -1)
             cohesion.append(candidates[index][1] if index >= 0 else -np.inf)
             flags.append(flagged)
+        self.cluster_findings_ = findings
         self.poison_rich_components_ = np.array(chosen, dtype=np.int64)
         self.cluster_cohesion_ = np.array(cohesion)
         self.cluster_flags_ = np.stack(flags)

@@ -1093,3 +1093,41 @@ def test_a_cluster_vote_run_records_what_each_bag_flagged(runner):
     assert by_k[0] == [diagnostics["boosting_fp"], removed_poison]
     assert by_k[1][0] <= min(fp for fp, _ in flagged)
     assert by_k[1][1] <= min(tp for _, tp in flagged)
+    candidates = diagnostics["cluster_candidates"]
+    assert len(candidates) == 4
+    for row in (row for learner in candidates for row in learner):
+        assert 0 <= row["poisoned"] <= row["size"]
+        assert row["stood"] == (row["misread"] >= 0.5)
+
+
+def test_cluster_candidates_describe_each_candidate_cluster(runner):
+    from sklearn_backdoor.cluster_vote import ClusterFindings
+
+    findings = ClusterFindings(
+        clusters=np.array([0, 0, 1, 1, 0, 1, -1]),
+        candidates=np.array([[False, True], [True, False]]),
+        silhouettes=np.array([0.6, 0.2]),
+        misread=np.array([[0.1, 0.75], [0.25, np.nan]]),
+    )
+    labels = np.array([0, 0, 0, 0, 1, 1, 1])
+    is_poison = np.array([False, False, True, False, False, False, True])
+    rows = runner.cluster_candidates(findings, labels, is_poison, 0.5)
+    assert rows == [
+        {
+            "class": 0,
+            "size": 2,
+            "poisoned": 1,
+            "misread": 0.75,
+            "silhouette": 0.6,
+            "stood": True,
+        },
+        {
+            "class": 1,
+            "size": 1,
+            "poisoned": 0,
+            "misread": 0.25,
+            "silhouette": 0.2,
+            "stood": False,
+        },
+    ]
+    assert runner.cluster_candidates(findings, labels, is_poison, 0.0)[1]["stood"]

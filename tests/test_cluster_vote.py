@@ -167,9 +167,9 @@ def test_each_learner_is_confirmed_by_the_other_learners_of_its_bag(monkeypatch)
     calls = []
 
     def record(representations, labels, random_state, *, other_predictions, **kw):
-        assert kw == {"min_misread": 0.3}
+        assert kw == {"min_misread": 0.3, "return_findings": True}
         calls.append(other_predictions)
-        return np.zeros(len(labels), dtype=bool), -np.inf
+        return np.zeros(len(labels), dtype=bool), -np.inf, "findings"
 
     monkeypatch.setattr(incompatibility, "flag_poison_clusters", record)
     X, y = _small_images()
@@ -185,6 +185,7 @@ def test_each_learner_is_confirmed_by_the_other_learners_of_its_bag(monkeypatch)
         others = others[others != index]
         np.testing.assert_array_equal(other_predictions, encoded[others])
     assert ic.poison_rich_components_.tolist() == [-1, -1]
+    assert ic.cluster_findings_ == ["findings"] * 4
     assert ic.mask_.all()
 
 
