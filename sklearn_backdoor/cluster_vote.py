@@ -25,7 +25,7 @@ X, the clean core set's learner split the two classes 45/55 and 48/52 and
 flagged nothing.)
 
 A small cohesive cluster is not always poison: a sub-style of a class
-(dark horses, say) is one too. Chen et al. confirm a flagged cluster by
+(dark cats, say) is one too. Chen et al. confirm a flagged cluster by
 exclusionary reclassification: a network trained without it reads the
 cluster as its own label if it is legitimate. The other weak learners of
 the bag are such networks for free: their core sets hold little of the
@@ -34,9 +34,9 @@ images of a clean sub-style as their label. So a flagged cluster stands
 only if the other learners misread at least ``min_misread`` of its members
 (Chen et al.'s threshold of 1 on the ratio of own-label to other-label
 readings, for two classes). On the two-class CIFAR-10 tier the clean
-core set's learner misread 67-86% of the poisoned images, and 5-10% of
-the clean images of the target class (3-to-7 X, where the poison-rich
-learner's flagged clusters were 1,152-1,427 clean horses and no poison).
+core set's learner misread 56-86% of the poisoned images, and 4.7-8.9%
+of the clusters the poison-rich learner flagged on 3-to-7 X and 3-to-5
+ell, which were 1,152-1,501 clean cats and no poison.
 """
 
 from typing import NamedTuple
