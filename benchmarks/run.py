@@ -268,16 +268,15 @@ def run_minimax_defense(run, poisoned, test, device, timer):
     return trainer, trainer.mask_, trainer
 
 
-def cluster_candidates(findings, labels, is_poison, min_misread):
+def cluster_candidates(findings, labels, is_poison):
     """One weak learner's candidate poison clusters (see
     ``IncompatibilityClustering.cluster_findings_``): class, size, poisoned
     members, the other learners' misread share, the class's silhouette and
-    whether the cluster stood (``min_misread`` as the estimator's)."""
+    whether the cluster stood."""
     rows = []
     for label, cluster in zip(*np.nonzero(findings.candidates), strict=True):
         members = (findings.clusters == cluster) & (labels == label)
         misread = float(findings.misread[label, cluster])
-        stood = min_misread == 0 or np.isnan(misread) or misread >= min_misread
         rows.append(
             {
                 "class": int(label),
@@ -285,7 +284,7 @@ def cluster_candidates(findings, labels, is_poison, min_misread):
                 "poisoned": int((members & is_poison).sum()),
                 "misread": None if np.isnan(misread) else round(misread, 3),
                 "silhouette": round(float(findings.silhouettes[label]), 3),
-                "stood": bool(stood),
+                "stood": bool(findings.confirmed[label, cluster]),
             }
         )
     return rows
@@ -365,7 +364,6 @@ def defense_diagnostics(defense, poisoned):
                 findings,
                 np.searchsorted(defense.classes_, poisoned.y),
                 poisoned.is_poison,
-                defense.min_misread,
             )
             for findings in defense.cluster_findings_
         ]

@@ -70,12 +70,15 @@ class ClusterFindings(NamedTuple):
         Each class's silhouette score.
     misread : ndarray of float, shape (n_classes, 2)
         :func:`misread_shares` of the other networks; NaN without them.
+    confirmed : ndarray of bool, shape (n_classes, 2)
+        The candidates that stood: the clusters flagged.
     """
 
     clusters: np.ndarray
     candidates: np.ndarray
     silhouettes: np.ndarray
     misread: np.ndarray
+    confirmed: np.ndarray
 
 
 def flag_poison_clusters(
@@ -164,7 +167,7 @@ def flag_poison_clusters(
     return (
         flagged,
         cohesion,
-        ClusterFindings(all_clusters, candidates, silhouettes, shares),
+        ClusterFindings(all_clusters, candidates, silhouettes, shares, poison),
     )
 
 

@@ -1108,10 +1108,11 @@ def test_cluster_candidates_describe_each_candidate_cluster(runner):
         candidates=np.array([[False, True], [True, False]]),
         silhouettes=np.array([0.6, 0.2]),
         misread=np.array([[0.1, 0.75], [0.25, np.nan]]),
+        confirmed=np.array([[False, True], [False, False]]),
     )
     labels = np.array([0, 0, 0, 0, 1, 1, 1])
     is_poison = np.array([False, False, True, False, False, False, True])
-    rows = runner.cluster_candidates(findings, labels, is_poison, 0.5)
+    rows = runner.cluster_candidates(findings, labels, is_poison)
     assert rows == [
         {
             "class": 0,
@@ -1130,4 +1131,5 @@ def test_cluster_candidates_describe_each_candidate_cluster(runner):
             "stood": False,
         },
     ]
-    assert runner.cluster_candidates(findings, labels, is_poison, 0.0)[1]["stood"]
+    unconfirmed = findings._replace(confirmed=findings.candidates)
+    assert runner.cluster_candidates(unconfirmed, labels, is_poison)[1]["stood"]

@@ -81,6 +81,19 @@ def test_a_cluster_stands_only_if_the_other_learners_misread_half_of_it(
     assert flagged.sum() == flagged_expected
     assert flagged[-40:].sum() == flagged_expected
     assert (cohesion > 0.5) == (flagged_expected > 0)
+    *_, findings = flag_poison_clusters(
+        representations,
+        labels,
+        0,
+        other_predictions=other[np.newaxis],
+        return_findings=True,
+    )
+    assert findings.candidates.tolist() == [[False, False], [False, True]] or (
+        findings.candidates.tolist() == [[False, False], [True, False]]
+    )
+    assert findings.confirmed.tolist() == (
+        findings.candidates.tolist() if flagged_expected else [[False] * 2] * 2
+    )
     unconfirmed, _ = flag_poison_clusters(
         representations, labels, 0, other_predictions=other[np.newaxis], min_misread=0
     )
