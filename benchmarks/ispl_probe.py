@@ -25,6 +25,7 @@ from sklearn_backdoor import IncompatibilityClustering
 from sklearn_backdoor.datasets import load_cifar10
 from sklearn_backdoor.metrics import removal_counts
 from sklearn_backdoor.pooling import block_mean
+from sklearn_backdoor.representations import extract_representations
 from sklearn_backdoor.training import predict_logits
 
 
@@ -73,10 +74,23 @@ def learner_logits(ispl, X):
     )
 
 
+def learner_representations(ispl, X):
+    """Each weak learner's representations (the layer the cluster vote
+    clusters) of raw images ``X``, at the learners' resolution."""
+    X_t = block_mean(ispl._new_data_tensor(X), ispl.weak_learner_pooling)
+    return np.stack(
+        [
+            extract_representations(net, X_t).cpu().numpy()
+            for net in ispl.weak_learners_
+        ]
+    )
+
+
 def save_learners(path, ispl, poisoned, X_test, y_test):
     """Everything needed to replay the vote offline: core sets, each weak
-    learner's logits on the training and test images (clean and triggered),
-    the labels and which samples are poisoned."""
+    learner's logits on the training and test images (clean and triggered)
+    and its representations of the training images, the labels and which
+    samples are poisoned; the learners' weights beside it (``.learners.pt``)."""
     attacked = y_test == poisoned.source
     component_of = np.full((ispl.n_bags, len(poisoned.y)), -1)
     for index, (core, bag) in enumerate(
@@ -92,12 +106,17 @@ def save_learners(path, ispl, poisoned, X_test, y_test):
         component_bags=ispl.component_bags_,
         classes=ispl.classes_,
         train_logits=learner_logits(ispl, poisoned.X),
+        train_representations=learner_representations(ispl, poisoned.X),
         test_logits=learner_logits(ispl, X_test),
         triggered_test_logits=learner_logits(
             ispl, poisoned.trigger.apply(X_test[attacked])
         ),
         y_test=y_test,
         boosting_mask=ispl.boosting_mask_,
+    )
+    torch.save(
+        [net.module_.state_dict() for net in ispl.weak_learners_],
+        f"{path}.learners.pt",
     )
 
 
