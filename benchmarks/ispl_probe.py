@@ -79,10 +79,7 @@ def learner_representations(ispl, X):
     clusters) of raw images ``X``, at the learners' resolution."""
     X_t = block_mean(ispl._new_data_tensor(X), ispl.weak_learner_pooling)
     return np.stack(
-        [
-            extract_representations(net, X_t).cpu().numpy()
-            for net in ispl.weak_learners_
-        ]
+        [extract_representations(net, X_t).cpu().numpy() for net in ispl.weak_learners_]
     )
 
 

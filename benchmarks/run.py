@@ -270,9 +270,20 @@ def run_minimax_defense(run, poisoned, test, device, timer):
 
 def cluster_candidates(findings, labels, is_poison):
     """One weak learner's candidate poison clusters (see
-    ``IncompatibilityClustering.cluster_findings_``): class, size, poisoned
+    ``IncompatibilityClustering.cluster_findings_``, a ClusterFindings per
+    clustered feature): what they were found in, class, size, poisoned
     members, the other learners' misread share, the class's silhouette and
     whether the cluster stood."""
+    return [
+        {"features": name, **row}
+        for name, found in findings.items()
+        for row in feature_candidates(found, labels, is_poison)
+    ]
+
+
+def feature_candidates(findings, labels, is_poison):
+    """The candidate clusters of one ClusterFindings (see
+    :func:`cluster_candidates`)."""
     rows = []
     for label, cluster in zip(*np.nonzero(findings.candidates), strict=True):
         members = (findings.clusters == cluster) & (labels == label)
@@ -347,6 +358,7 @@ def defense_diagnostics(defense, poisoned):
             for c in defense.cluster_cohesion_
         ]
         diagnostics["poison_rich_components"] = defense.poison_rich_components_.tolist()
+        diagnostics["poison_rich_features"] = defense.poison_rich_features_.tolist()
         diagnostics["cluster_flags_fp_tp"] = [
             [int((f & ~poisoned.is_poison).sum()), int((f & poisoned.is_poison).sum())]
             for f in flags

@@ -29,6 +29,7 @@ from sklearn_backdoor.cluster_vote import flag_poison_clusters, most_cohesive
 from sklearn_backdoor.docstrings import fill_doc
 from sklearn_backdoor.pooling import block_mean, check_block_size
 from sklearn_backdoor.representations import extract_representations
+from sklearn_backdoor.saliency import input_saliency
 from sklearn_backdoor.training import (
     Stopwatch,
     per_sample_loss,
@@ -138,6 +139,19 @@ class IncompatibilityClustering(BaseSanitizer):
         ``vote_on_own_core`` does not apply.
         ``self_training`` re-judges the samples by their labels and so
         brings the boundary images' removal back: leave it off.
+    cluster_features : {"representations", "saliency", "both"}, \
+            default="representations"
+        With ``vote="clusters"`` only: what of each weak learner is
+        clustered. ``"representations"`` is its representations, as above.
+        ``"saliency"`` is each sample's saliency map in it: where in the
+        image the learner looks to read the sample's label (gradient x
+        input, :mod:`sklearn_backdoor.saliency`); a learner that learned a
+        patch trigger looks at the trigger in every poisoned image, so their
+        maps cluster even when the trigger makes no cluster in the
+        representations (the ell and X triggers of the two-class CIFAR-10
+        tier). ``"both"`` makes each learner's clusters in both candidates,
+        and the most cohesive confirmed one in the bag decides. Not in the
+        papers.
     min_misread : float in [0, 1], default=0.5
         With ``vote="clusters"`` only: the share of a flagged cluster's
         members whose labels the bag's other learners must misread for it
@@ -282,12 +296,17 @@ class IncompatibilityClustering(BaseSanitizer):
         With ``vote="clusters"`` only: the silhouette score of the class
         whose cluster the deciding learner of each bag flagged (-inf where
         none was flagged).
-    cluster_findings_ : list of ClusterFindings
-        With ``vote="clusters"`` only: for each weak learner, its clusters,
-        the ones small and cohesive enough to be poison before the other
-        learners confirm them, the silhouette scores and the other
-        learners' misread shares
-        (:class:`~sklearn_backdoor.cluster_vote.ClusterFindings`).
+    poison_rich_features_ : ndarray of str, shape (n_bags,)
+        With ``vote="clusters"`` only: what the deciding learner's flagged
+        cluster was found in (``"representations"`` or ``"saliency"``); ""
+        where no learner of the bag flagged a cluster.
+    cluster_findings_ : list of dict
+        With ``vote="clusters"`` only: for each weak learner, a
+        :class:`~sklearn_backdoor.cluster_vote.ClusterFindings` for each of
+        ``cluster_features`` (``"representations"``, ``"saliency"``): its
+        clusters, the ones small and cohesive enough to be poison before the
+        other learners confirm them, the silhouette scores and the other
+        learners' misread shares.
     self_training_correctness_ : ndarray of float or None
         Smoothed correctness at the end of self-training (None without it).
     phase_seconds_ : dict
@@ -346,6 +365,7 @@ class IncompatibilityClustering(BaseSanitizer):
         "min_votes": [Interval(Integral, 1, None, closed="left")],
         "vote_on_own_core": ["boolean"],
         "vote": [StrOptions({"mode", "clusters"})],
+        "cluster_features": [StrOptions({"representations", "saliency", "both"})],
         "min_misread": [Interval(Real, 0, 1, closed="both")],
         "vote_rounds": [Interval(Integral, 1, None, closed="left")],
         "later_vote_trim": [None, Interval(Real, 0, 1, closed="left")],
@@ -383,6 +403,7 @@ class IncompatibilityClustering(BaseSanitizer):
         min_votes=2,
         vote_on_own_core=True,
         vote="mode",
+        cluster_features="representations",
         min_misread=0.5,
         vote_rounds=1,
         later_vote_trim=None,
@@ -419,6 +440,7 @@ class IncompatibilityClustering(BaseSanitizer):
         self.min_votes = min_votes
         self.vote_on_own_core = vote_on_own_core
         self.vote = vote
+        self.cluster_features = cluster_features
         self.min_misread = min_misread
         self.vote_rounds = vote_rounds
         self.later_vote_trim = later_vote_trim
@@ -528,32 +550,38 @@ class IncompatibilityClustering(BaseSanitizer):
     def _cluster_vote(self, X_t, y, votes, rng):
         """``vote="clusters"``: in each bag, the learner with the most
         cohesive small cluster that the bag's other learners misread flags
-        it. Sets ``poison_rich_components_``, ``cluster_flags_``,
-        ``cluster_cohesion_`` and ``cluster_findings_``; returns ``(keep,
-        share of bags flagging each sample)``."""
-        chosen, cohesion, flags = [], [], []
-        findings = [None] * len(self.weak_learners_)
+        it. Sets ``poison_rich_components_``, ``poison_rich_features_``,
+        ``cluster_flags_``, ``cluster_cohesion_`` and ``cluster_findings_``;
+        returns ``(keep, share of bags flagging each sample)``."""
+        chosen, chosen_features, cohesion, flags = [], [], [], []
+        findings = [{} for _ in self.weak_learners_]
         for bag in np.unique(self.component_bags_):
             learners = np.flatnonzero(self.component_bags_ == bag)
-            candidates = []
+            candidates, sources = [], []
             for index in learners:
-                flagged, learner_cohesion, findings[index] = flag_poison_clusters(
-                    extract_representations(self.weak_learners_[index], X_t)
-                    .cpu()
-                    .numpy(),
-                    y,
-                    rng.randint(np.iinfo(np.int32).max),
-                    other_predictions=_others(votes, learners, index),
-                    min_misread=self.min_misread,
-                    return_findings=True,
-                )
-                candidates.append((flagged, learner_cohesion))
+                for name, features in self._clustered_features(
+                    self.weak_learners_[index], X_t, y
+                ):
+                    flagged, learner_cohesion, findings[index][name] = (
+                        flag_poison_clusters(
+                            features,
+                            y,
+                            rng.randint(np.iinfo(np.int32).max),
+                            other_predictions=_others(votes, learners, index),
+                            min_misread=self.min_misread,
+                            return_findings=True,
+                        )
+                    )
+                    candidates.append((flagged, learner_cohesion))
+                    sources.append((index, name))
             index, flagged = most_cohesive(candidates)
-            chosen.append(learners[index] if index >= 0 else -1)
+            chosen.append(sources[index][0] if index >= 0 else -1)
+            chosen_features.append(sources[index][1] if index >= 0 else "")
             cohesion.append(candidates[index][1] if index >= 0 else -np.inf)
             flags.append(flagged)
         self.cluster_findings_ = findings
         self.poison_rich_components_ = np.array(chosen, dtype=np.int64)
+        self.poison_rich_features_ = np.array(chosen_features, dtype=object)
         self.cluster_cohesion_ = np.array(cohesion)
         self.cluster_flags_ = np.stack(flags)
         if (self.poison_rich_components_ < 0).all():
@@ -566,6 +594,17 @@ class IncompatibilityClustering(BaseSanitizer):
             )
         n_flagging = self.cluster_flags_.sum(axis=0)
         return n_flagging < self.min_votes, n_flagging / len(flags)
+
+    def _clustered_features(self, net, X_t, y):
+        """``(name, array)`` of each of ``net``'s features that the cluster
+        vote clusters (``cluster_features``), computed when asked for."""
+        if self.cluster_features in ("representations", "both"):
+            yield (
+                "representations",
+                extract_representations(net, X_t).cpu().numpy(),
+            )
+        if self.cluster_features in ("saliency", "both"):
+            yield "saliency", input_saliency(net, X_t, y)
 
     def _retrain_weak_learners(self, X_t, y_t, y, keep, rng):
         """A fresh weak learner per core set, trained on the samples of the

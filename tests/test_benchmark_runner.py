@@ -1071,6 +1071,7 @@ def test_a_cluster_vote_run_records_what_each_bag_flagged(runner):
         "weak_learner_epochs": 3,
         "self_training": False,
         "vote": "clusters",
+        "cluster_features": "both",
     }
     run = runner.build_grid("smoke")[0]
     run = runner.with_defense_params(
@@ -1079,6 +1080,13 @@ def test_a_cluster_vote_run_records_what_each_bag_flagged(runner):
     record = runner.run_one(run, device="cpu")
     diagnostics = record["diagnostics"]
     assert len(diagnostics["poison_rich_components"]) == 2
+    for component, features in zip(
+        diagnostics["poison_rich_components"],
+        diagnostics["poison_rich_features"],
+        strict=True,
+    ):
+        assert (features == "") == (component < 0)
+        assert features in ("", "representations", "saliency")
     assert len(diagnostics["cluster_cohesion"]) == 2
     flagged = diagnostics["cluster_flags_fp_tp"]
     assert len(flagged) == 2
@@ -1096,6 +1104,7 @@ def test_a_cluster_vote_run_records_what_each_bag_flagged(runner):
     candidates = diagnostics["cluster_candidates"]
     assert len(candidates) == 4
     for row in (row for learner in candidates for row in learner):
+        assert row["features"] in ("representations", "saliency")
         assert 0 <= row["poisoned"] <= row["size"]
         assert row["stood"] == (row["misread"] >= 0.5)
 
@@ -1112,9 +1121,10 @@ def test_cluster_candidates_describe_each_candidate_cluster(runner):
     )
     labels = np.array([0, 0, 0, 0, 1, 1, 1])
     is_poison = np.array([False, False, True, False, False, False, True])
-    rows = runner.cluster_candidates(findings, labels, is_poison)
+    rows = runner.cluster_candidates({"saliency": findings}, labels, is_poison)
     assert rows == [
         {
+            "features": "saliency",
             "class": 0,
             "size": 2,
             "poisoned": 1,
@@ -1123,6 +1133,7 @@ def test_cluster_candidates_describe_each_candidate_cluster(runner):
             "stood": True,
         },
         {
+            "features": "saliency",
             "class": 1,
             "size": 1,
             "poisoned": 0,
@@ -1132,4 +1143,11 @@ def test_cluster_candidates_describe_each_candidate_cluster(runner):
         },
     ]
     unconfirmed = findings._replace(confirmed=findings.candidates)
-    assert runner.cluster_candidates(unconfirmed, labels, is_poison)[1]["stood"]
+    both = {"representations": unconfirmed, "saliency": findings}
+    rows = runner.cluster_candidates(both, labels, is_poison)
+    assert [(row["features"], row["stood"]) for row in rows] == [
+        ("representations", True),
+        ("representations", True),
+        ("saliency", True),
+        ("saliency", False),
+    ]

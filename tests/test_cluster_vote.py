@@ -176,6 +176,42 @@ def test_cluster_vote_removes_what_enough_bags_flag():
     np.testing.assert_array_equal(both.mask_, ~ic.cluster_flags_.all(axis=0))
 
 
+@pytest.mark.parametrize(
+    ("cluster_features", "names"),
+    [
+        ("representations", ["representations"]),
+        ("saliency", ["saliency"]),
+        ("both", ["representations", "saliency"]),
+    ],
+)
+def test_the_cluster_vote_clusters_the_features_it_is_asked_to(cluster_features, names):
+    X, y = _small_images()
+    poisoned = dirty_label_backdoor(
+        X, y, CORNER_TRIGGER, source=0, target=1, poison_fraction=0.2, random_state=0
+    )
+    ic = IncompatibilityClustering(
+        random_state=0, min_votes=1, cluster_features=cluster_features, **TINY_CLUSTERS
+    ).fit(poisoned.X, poisoned.y)
+    assert [list(found) for found in ic.cluster_findings_] == [names] * 4
+    for found in ic.cluster_findings_:
+        for findings in found.values():
+            assert findings.clusters.shape == (160,)
+            assert (findings.confirmed <= findings.candidates).all()
+    for bag, (component, features) in enumerate(
+        zip(ic.poison_rich_components_, ic.poison_rich_features_, strict=True)
+    ):
+        if component < 0:
+            assert features == ""
+            continue
+        assert features in names
+        chosen = ic.cluster_findings_[component][features]
+        assert chosen.confirmed.any()
+        flagged_classes = np.unique(
+            np.searchsorted(ic.classes_, poisoned.y)[ic.cluster_flags_[bag]]
+        )
+        assert set(flagged_classes) <= set(np.flatnonzero(chosen.confirmed.any(1)))
+
+
 def test_each_learner_is_confirmed_by_the_other_learners_of_its_bag(monkeypatch):
     calls = []
 
@@ -198,7 +234,7 @@ def test_each_learner_is_confirmed_by_the_other_learners_of_its_bag(monkeypatch)
         others = others[others != index]
         np.testing.assert_array_equal(other_predictions, encoded[others])
     assert ic.poison_rich_components_.tolist() == [-1, -1]
-    assert ic.cluster_findings_ == ["findings"] * 4
+    assert ic.cluster_findings_ == [{"representations": "findings"}] * 4
     assert ic.mask_.all()
 
 
