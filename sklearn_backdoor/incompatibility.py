@@ -134,8 +134,9 @@ class IncompatibilityClustering(BaseSanitizer):
         ``n_bags``; 1 is the setting measured on the CIFAR-10 tier). It
         keeps the clean images near the class boundary that the mode's
         learners misread, which on hard class pairs are more than 10% of
-        the data (docs/benchmarks.md). Needs ``vote_rounds=1`` and a
-        network with a ``representation_layer`` (every preset has one);
+        the data (docs/benchmarks.md). Needs ``vote_rounds=1`` and, to
+        cluster representations (``cluster_features``), a network with a
+        ``representation_layer`` (every preset has one);
         ``vote_on_own_core`` does not apply.
         ``self_training`` re-judges the samples by their labels and so
         brings the boundary images' removal back: leave it off.
