@@ -61,8 +61,9 @@ mkdir -p "$out" "$results"
 # and the one it did not (7->4), both at 10%.
 PROBE=(0-to-2-pixel-0.1-seed100 7-to-4-pixel-0.1-seed100)
 HALVED='"warmup_epochs": 4, "epochs_per_iteration": 2, "weak_learner_epochs": 20'
-# The cluster vote that defends the two-class CPU tier's hard pairs.
-CLUSTERS='"n_components": 2, "trim_per_class": true, "vote": "clusters", "self_training": false, "min_votes": 1, "min_misread": 0.5'
+# The cluster vote that defends the two-class CPU tier's hard pairs, with
+# saliency maps for the triggers that make no cluster in the representations.
+CLUSTERS='"n_components": 2, "trim_per_class": true, "vote": "clusters", "cluster_features": "both", "self_training": false, "min_votes": 1, "min_misread": 0.5'
 
 prepare() {
     if [ ! -d /tmp/site/skorch ]; then
