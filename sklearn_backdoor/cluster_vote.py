@@ -9,7 +9,10 @@ cluster vote asks the poison-rich learner instead: in its representations,
 the samples that carry the trigger form a small, cohesive cluster of the
 target class (Chen et al.'s activation clustering, applied to the network of
 the core set where the poison is concentrated rather than to one trained on
-all the data).
+all the data). Where a trigger makes no cluster in the representations,
+the learner's saliency maps can be clustered the same way
+(``IncompatibilityClustering(cluster_features=...)``,
+:mod:`sklearn_backdoor.saliency`).
 
 Which core set is poison-rich is not known in advance: on the two-class
 CIFAR-10 tier ISPL put the X trigger of 3-to-7 in a bag's first core set
@@ -98,7 +101,9 @@ def flag_poison_clusters(
     Parameters
     ----------
     representations : ndarray of shape (n_samples, n_features)
-        One network's representations of every sample.
+        One network's representations of every sample, or any other
+        per-sample features of it (its saliency maps,
+        :func:`~sklearn_backdoor.saliency.input_saliency`).
     labels : ndarray of int, shape (n_samples,)
         Encoded labels (0..K-1).
     random_state : int

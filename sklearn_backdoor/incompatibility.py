@@ -150,9 +150,9 @@ class IncompatibilityClustering(BaseSanitizer):
         patch trigger looks at the trigger in every poisoned image, so their
         maps cluster even when the trigger makes no cluster in the
         representations (the ell and X triggers of the two-class CIFAR-10
-        tier). ``"both"`` makes each learner's clusters in both candidates,
-        and the most cohesive confirmed one in the bag decides. Not in the
-        papers.
+        tier); on flat (non-image) inputs the map is per feature.
+        ``"both"`` clusters both, and in each bag the most cohesive
+        confirmed cluster of either kind decides. Not in the papers.
     min_misread : float in [0, 1], default=0.5
         With ``vote="clusters"`` only: the share of a flagged cluster's
         members whose labels the bag's other learners must misread for it
