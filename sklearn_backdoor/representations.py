@@ -10,7 +10,11 @@ the network's ``representation_layer`` attribute (see
 import numpy as np
 import torch
 
-from sklearn_backdoor.training import initialize_net, train_net
+from sklearn_backdoor.training import (
+    inference_batch_size,
+    initialize_net,
+    train_net,
+)
 
 _N_LISTED_NAMES = 8
 
@@ -124,7 +128,8 @@ def extract_representations(net, X_t, layer=None, batch_size=None):
         Dotted name of the submodule whose input is the representation; None
         uses ``net.module_.representation_layer``.
     batch_size : int or None, default=None
-        Samples per forward pass; None uses ``max(1024, 4 * net.batch_size)``.
+        Samples per forward pass; None uses
+        :func:`~sklearn_backdoor.training.inference_batch_size`.
 
     Returns
     -------
@@ -153,7 +158,7 @@ def extract_representations(net, X_t, layer=None, batch_size=None):
     if module is None:
         raise ValueError("net must be initialised (fitted) before extracting")
     layer = resolve_representation_layer(module, layer)
-    batch_size = batch_size or max(1024, 4 * int(getattr(net, "batch_size", 256)))
+    batch_size = inference_batch_size(net, batch_size)
     captured = []
 
     def record_input(_, args):

@@ -21,7 +21,7 @@ Grad-CAM at test time.
 import numpy as np
 import torch
 
-from sklearn_backdoor.training import cpu_threads_for
+from sklearn_backdoor.training import cpu_threads_for, inference_batch_size
 
 
 def label_margin(logits, y):
@@ -96,7 +96,8 @@ def input_saliency(net, X_t, y, batch_size=None):
     y : array-like of int, shape (n_samples,)
         Encoded labels (0..n_classes-1).
     batch_size : int or None, default=None
-        Samples per pass; None uses ``max(1024, 4 * net.batch_size)``.
+        Samples per pass; None uses
+        :func:`~sklearn_backdoor.training.inference_batch_size`.
 
     Returns
     -------
@@ -121,7 +122,7 @@ def input_saliency(net, X_t, y, batch_size=None):
     if module is None:
         raise ValueError("net must be initialised (fitted) before saliency")
     y_t = torch.as_tensor(np.asarray(y), dtype=torch.long, device=X_t.device)
-    batch_size = batch_size or max(1024, 4 * int(getattr(net, "batch_size", 256)))
+    batch_size = inference_batch_size(net, batch_size)
     maps = []
     was_training = module.training
     module.eval()

@@ -715,6 +715,29 @@ def check_trained(net, hint="give net a lower learning rate"):
     return net
 
 
+def inference_batch_size(net, batch_size=None):
+    """Samples per inference pass: ``batch_size``, or by default
+    ``max(1024, 4 * net.batch_size)``.
+
+    Inference keeps no activations for a backward pass, so it can take
+    batches several times the training batch; the floor of 1024 keeps the
+    per-pass overhead small for nets trained on tiny batches. Shared by
+    :func:`predict_logits`, the representation and the saliency passes.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> inference_batch_size(SimpleNamespace(batch_size=512))
+    2048
+    >>> inference_batch_size(SimpleNamespace(batch_size=32)), inference_batch_size(
+    ...     SimpleNamespace(batch_size=32), 100)
+    (1024, 100)
+    """
+    if batch_size:
+        return int(batch_size)
+    return max(1024, 4 * int(getattr(net, "batch_size", 256)))
+
+
 def predict_logits(net, X, *, augmentation=None, batch_size=None):
     """Logits of a fitted net on device tensor ``X``, computed in eval mode.
 
@@ -722,7 +745,7 @@ def predict_logits(net, X, *, augmentation=None, batch_size=None):
     the reference implementation scores samples (through its training
     loader). Returns an fp32 tensor on ``X``'s device.
     """
-    batch_size = batch_size or max(1024, 4 * int(net.batch_size))
+    batch_size = inference_batch_size(net, batch_size)
     generator = getattr(net, "generator_", None)
     net.module_.eval()
     outputs = []
