@@ -938,18 +938,33 @@ TWO_CLASS_FINAL_EPOCHS = 20
 # ISPL+B first (the defense under study), then the references and baselines.
 TWO_CLASS_DEFENSES = (ISPL, NO_DEFENSE, ORACLE, *BASELINE_DEFENSES)
 TWO_CLASS_FRACTION_ORDER = (0.1, 0.05, 0.2)
-# ISPL+B on the tier (measured on 0-to-2 first, docs/benchmarks-cifar10-two-
-# class-cpu.md): the paper's defaults left poison in most of 24 core sets of
-# 1,200 images, and weak learners that saw a few poisoned images trusted the
-# trigger. Half as many, twice larger core sets make stronger weak learners;
-# a 2-epoch warm-up stops the ISPL network before it learns the trigger; the
-# weak learners vote on clean (unaugmented) images; a shorter self-training.
+# ISPL+B on the tier (docs/benchmarks.md, "CIFAR-10, two classes, CPU"). The
+# paper's defaults left poison in most of 24 core sets of 1,200 images, and
+# weak learners that saw a few poisoned images trusted the trigger: two core
+# sets per bag make one poison-rich learner and one clean one; a 2-epoch
+# warm-up stops the ISPL network before it learns the trigger; losses are
+# scored on unaugmented images; per-class trimming keeps the core-set search
+# from emptying the harder class. The paper's label vote then removed
+# 2-14% of the clean images on pairs a small network tells apart badly, so
+# the bags vote by clusters of the poison-rich learner's representations or
+# saliency maps, confirmed by the other learner (cluster_vote, saliency),
+# and self-training, which judges by labels again, is off. Measured on all
+# eight seed-100 pairs at eps 10% (2026-12-03): A < 1%, FP <= 10% and C
+# within 2 points of the oracle on 7; 3-to-5 fails only A (3.0%, the
+# oracle's own 1.4%). The self-training settings apply when a run turns it
+# back on through --params.
 TWO_CLASS_ISPL_PARAMS = {
-    "n_components": 4,
+    "n_components": 2,
     "warmup_epochs": 2,
     "epochs_per_iteration": 2,
     "weak_learner_epochs": 30,
     "augment_scoring": False,
+    "trim_per_class": True,
+    "vote": "clusters",
+    "cluster_features": "both",
+    "min_votes": 1,
+    "min_misread": 0.5,
+    "self_training": False,
     "self_training_rounds": 10,
     "self_training_epochs": 3,
 }

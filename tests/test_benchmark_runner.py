@@ -615,7 +615,7 @@ def test_report_lists_other_tier_configurations_apart(report, runner):
     markdown = report.build_report(records, "fake")
     table, others = markdown.split("## Other configurations tried")
     assert "| ISPL+B | 1 | 1 | 1 |" in table
-    assert "n_components=8, self_training_epochs=3" in others
+    assert "n_components=8, self_training=False, self_training_epochs=3" in others
     assert "final 20 epochs | 40.0 |" in others
 
 
