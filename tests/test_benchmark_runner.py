@@ -1,5 +1,6 @@
 """The benchmark runner and report of ``benchmarks/`` (loaded by path)."""
 
+import ast
 import importlib.util
 import json
 import os
@@ -683,6 +684,22 @@ def test_two_class_threat_grid_runs_the_attacks_on_the_tier(runner, grids):
     attacker = runner.attacker_for(runs[0])
     assert dict(attacker.ispl_params) == grids.TWO_CLASS_ISPL_PARAMS
     assert (attacker.net, attacker.reference_epochs) == ("fast_cpu", 10)
+
+
+def test_readme_gives_the_tiers_ispl_configuration(grids):
+    """The README's code for small networks on real images is the tier's
+    configuration, so that what users copy is what was measured."""
+    readme = (BENCHMARKS.parent / "README.md").read_text()
+    start = readme.index('IncompatibilityClustering(\n    net="fast_cpu"')
+    call = ast.parse(readme[start : readme.index("\n)", start) + 2]).body[0].value
+    given = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
+    assert given.pop("net") == grids.TWO_CLASS_NET
+    measured = {
+        name: value
+        for name, value in grids.TWO_CLASS_ISPL_PARAMS.items()
+        if not name.startswith("self_training_")  # unused with self_training off
+    }
+    assert given == measured
 
 
 @pytest.mark.parametrize("preset", ["default", "paper"])
