@@ -716,13 +716,13 @@ def check_trained(net, hint="give net a lower learning rate"):
 
 
 def inference_batch_size(net, batch_size=None):
-    """Samples per inference pass: ``batch_size``, or by default
-    ``max(1024, 4 * net.batch_size)``.
+    """The number of samples per pass of ``net`` over data it does not train on.
 
-    Inference keeps no activations for a backward pass, so it can take
-    batches several times the training batch; the floor of 1024 keeps the
-    per-pass overhead small for nets trained on tiny batches. Shared by
-    :func:`predict_logits`, the representation and the saliency passes.
+    ``batch_size`` when given, else ``max(1024, 4 * net.batch_size)``: a
+    pass that updates no weights can take batches several times the
+    training batch, and the floor of 1024 keeps the per-pass overhead small
+    for nets trained on tiny batches. Shared by :func:`predict_logits` and
+    the representation and saliency passes.
 
     Examples
     --------
