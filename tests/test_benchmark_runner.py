@@ -1168,3 +1168,68 @@ def test_cluster_candidates_describe_each_candidate_cluster(runner):
         ("saliency", True),
         ("saliency", False),
     ]
+
+
+def _two_learner_fit():
+    """One bag: learner 1's core set holds the poison (0-3) and hard clean
+    images of class 1 (4-7) that the clean learner 0 misreads; each learner
+    has one candidate cluster in class 1."""
+    y = np.array([1] * 8 + [0] * 4 + [1] * 4)
+    is_poison = np.arange(16) < 4
+    cores = np.zeros((2, 16), dtype=bool)
+    cores[1, :8] = True
+    cores[0, 8:] = True
+    votes = np.stack([np.array([0] * 12 + [1] * 4), y])
+    findings = {}
+    for learner, members, silhouette in ((1, slice(0, 4), 0.8), (0, slice(4, 8), 0.5)):
+        clusters = np.zeros(16, dtype=int)
+        clusters[members] = 1
+        candidates = np.array([[False, False], [False, True]])
+        findings[(learner, "representations")] = {
+            "clusters": clusters,
+            "candidates": candidates,
+            "silhouettes": np.array([0.0, silhouette]),
+        }
+    return {
+        "y": y,
+        "is_poison": is_poison,
+        "votes": votes,
+        "bags": np.zeros(2, dtype=int),
+        "cores": cores,
+        "mask": ~is_poison,
+        "findings": findings,
+    }
+
+
+def test_vote_rules_replay_confirmation_by_untrained_learners_stands_hard_images():
+    """The clean learner's cluster of hard images is rejected when the other
+    learner confirms it (it trained on them and reads them right), and stands
+    when the learners that did not train on them (the clean learner itself)
+    confirm it; flagged only when every confirmed cluster is."""
+    replay = load_script("vote_rules_replay")
+    rows = {
+        row["rule"]: row
+        for row in replay.rule_records(_two_learner_fit(), "synthetic", {})
+    }
+    assert rows["cluster vote"]["reproduces_fit"]
+    got = {name: (row["fp"], row["fn"]) for name, row in rows.items()}
+    assert got["cluster vote"] == (0, 0)
+    assert got["cluster vote, every confirmed cluster"] == (0, 0)
+    assert got["cluster vote, confirmed by untrained learners"] == (0, 0)
+    every = "cluster vote, confirmed by untrained learners, every confirmed cluster"
+    assert got[every] == (4, 0)
+
+
+def test_vote_rules_replay_chen_ratio_needs_one_other_class_to_outnumber_the_label():
+    """Half the readings miss the label but split over two other classes:
+    the misread share confirms the cluster, Chen's ratio does not."""
+    replay = load_script("vote_rules_replay")
+    fit = {
+        "votes": np.array([[2, 2, 2, 2], [0, 0, 2, 2], [1, 1, 2, 2]]),
+        "bags": np.zeros(3, dtype=int),
+    }
+    members, label = np.arange(4), 2
+    assert replay.confirmed(fit, 0, members, label, "others", "misread")
+    assert not replay.confirmed(fit, 0, members, label, "others", "chen")
+    fit["votes"][2] = [0, 0, 0, 2]
+    assert replay.confirmed(fit, 0, members, label, "others", "chen")
