@@ -34,20 +34,26 @@ import os
 import numpy as np
 import torch
 from environment import STARTED_AT_COMMIT, cpu_model
+from grids import TWO_CLASS_ISPL_PARAMS
 from run import append_record, make_sanitizer, parse_arguments, poisoned_data
 from run import select_runs as grid_runs
 
 from sklearn_backdoor.cluster_vote import flag_poison_clusters
 from sklearn_backdoor.incompatibility import vote_by_mode
 
+# The tier's parameters that the digits grid's cluster-vote records used (the
+# digits keep their own schedules).
 TIER_VOTE_PARAMS = {
-    "n_components": 2,
-    "trim_per_class": True,
-    "vote": "clusters",
-    "cluster_features": "both",
-    "min_votes": 1,
-    "min_misread": 0.5,
-    "self_training": False,
+    key: TWO_CLASS_ISPL_PARAMS[key]
+    for key in (
+        "n_components",
+        "trim_per_class",
+        "vote",
+        "cluster_features",
+        "min_votes",
+        "min_misread",
+        "self_training",
+    )
 }
 FINDINGS = ("clusters", "candidates", "silhouettes", "confirmed")
 
@@ -64,7 +70,7 @@ def fit_and_save(run, path):
     def untimed(_, function, *args):
         return function(*args)
 
-    poisoned, scenario_params, _, _ = poisoned_data(run, None, "cpu", untimed)
+    poisoned, _, _, _ = poisoned_data(run, None, "cpu", untimed)
     ispl = make_sanitizer(run, "cpu")
     ispl.fit(poisoned.X, poisoned.y)
     saved = {
