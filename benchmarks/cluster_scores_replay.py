@@ -41,10 +41,8 @@ import os
 import numpy as np
 import torch
 from environment import STARTED_AT_COMMIT, cpu_model
-from run import make_sanitizer, parse_arguments, poisoned_data
-from run import select_runs as grid_runs
-
-from sklearn_backdoor.incompatibility import IncompatibilityClustering
+from run import make_sanitizer, poisoned_data
+from vote_rules_replay import digits_runs, in_cores
 
 CANDIDATE_SEARCH = dict(
     vote="clusters",
@@ -60,8 +58,7 @@ RECURRENCE_JACCARD = 0.6
 def cache_candidates(run, path):
     """Fit the defaults' learners on ``run`` and save every candidate."""
     poisoned, _, _, _ = poisoned_data(run, None, "cpu", lambda _, f, *a: f(*a))
-    defaults = make_sanitizer(run, "cpu").get_params()
-    estimator = IncompatibilityClustering(**(defaults | CANDIDATE_SEARCH))
+    estimator = make_sanitizer(run, "cpu")
     estimator.fit(poisoned.X, poisoned.y)
     y = np.searchsorted(estimator.classes_, poisoned.y)
     meta, members = [], []
@@ -79,18 +76,14 @@ def cache_candidates(run, path):
                     ]
                 )
                 members.append((y == label) & (found.clusters == cluster))
-    core = np.zeros((len(estimator.components_), len(y)), dtype=bool)
-    for learner, rows in enumerate(estimator.components_):
-        core[learner, rows] = True
     np.savez_compressed(
         path,
         meta=np.array(meta),
         members=np.array(members),
-        core=core,
+        core=in_cores(estimator.components_, len(y)),
         votes=np.searchsorted(estimator.classes_, estimator.votes_),
         y=y,
         poison=np.asarray(poisoned.is_poison),
-        bags=estimator.component_bags_,
     )
 
 
@@ -105,11 +98,11 @@ def candidate_scores(cache):
     jaccard = overlap / (sizes[:, None] + sizes[None, :] - overlap)
     learners = meta[:, 0].astype(int)
     scores = {name: np.zeros(len(meta)) for name in SCORES}
+    scores["misread_by_bag"] = meta[:, 4]
+    scores["silhouette"] = meta[:, 5]
     for index, cluster in enumerate(members):
         untrained = ~core[:, cluster]
         misread_votes = wrong[:, cluster]
-        scores["misread_by_bag"][index] = meta[index, 4]
-        scores["silhouette"][index] = meta[index, 5]
         scores["misread_untrained"][index] = (misread_votes & untrained).sum() / max(
             untrained.sum(), 1
         )
@@ -162,10 +155,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     os.makedirs(args.cache, exist_ok=True)
-    grid = ["--grid", "digits-robust", "--defenses", "ispl", "--out", os.devnull]
     runs = [
         run
-        for run in grid_runs(parse_arguments(grid))
+        for run in digits_runs(CANDIDATE_SEARCH)
         if any(run.scenario.endswith(f"-{fraction:g}") for fraction in args.fractions)
     ]
     with open(args.out, "w") as out:
