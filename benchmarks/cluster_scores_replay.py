@@ -42,7 +42,9 @@ import numpy as np
 import torch
 from environment import STARTED_AT_COMMIT, cpu_model
 from run import make_sanitizer, poisoned_data
-from vote_rules_replay import digits_runs, in_cores
+from vote_rules_replay import digits_runs
+
+from sklearn_backdoor.incompatibility import in_core_sets
 
 CANDIDATE_SEARCH = dict(
     vote="clusters",
@@ -80,7 +82,7 @@ def cache_candidates(run, path):
         path,
         meta=np.array(meta),
         members=np.array(members),
-        core=in_cores(estimator.components_, len(y)),
+        core=in_core_sets(estimator.components_, len(y)),
         votes=np.searchsorted(estimator.classes_, estimator.votes_),
         y=y,
         poison=np.asarray(poisoned.is_poison),

@@ -39,7 +39,7 @@ from run import append_record, make_sanitizer, parse_arguments, poisoned_data
 from run import select_runs as grid_runs
 
 from sklearn_backdoor.cluster_vote import flag_poison_clusters
-from sklearn_backdoor.incompatibility import vote_by_mode
+from sklearn_backdoor.incompatibility import in_core_sets, vote_by_mode
 
 # The tier's parameters that the digits grid's cluster-vote records used (the
 # digits keep their own schedules).
@@ -78,7 +78,7 @@ def fit_and_save(run, path):
         "is_poison": poisoned.is_poison,
         "votes": np.searchsorted(ispl.classes_, ispl.votes_),
         "bags": ispl.component_bags_,
-        "cores": in_cores(ispl.components_, len(poisoned.y)),
+        "cores": in_core_sets(ispl.components_, len(poisoned.y)),
         "mask": ispl.mask_,
     }
     for learner, findings in enumerate(ispl.cluster_findings_):
@@ -86,14 +86,6 @@ def fit_and_save(run, path):
             for name in FINDINGS:
                 saved[f"{learner}:{features}:{name}"] = getattr(found, name)
     np.savez_compressed(path, **saved)
-
-
-def in_cores(components, n_samples):
-    """``(n_learners, n_samples)``: whether a sample is in a learner's core set."""
-    cores = np.zeros((len(components), n_samples), dtype=bool)
-    for learner, rows in enumerate(components):
-        cores[learner, rows] = True
-    return cores
 
 
 def load_fit(path):
