@@ -67,7 +67,10 @@ def test_parallel_bags_on_cuda_streams_vote_as_sequential_ones():
 
     rng = np.random.RandomState(0)
     y = rng.randint(0, 3, 1200)
-    # Class c is brightest in channel c: every learner gets it right.
+    # Class c is brightest in channel c. Four epochs on a core set of a few
+    # hundred images are only a handful of steps, so the learners are weak:
+    # on an H200 (2026-12-04) 55% of their votes were right, against a third
+    # by chance.
     X = rng.randint(0, 128, (1200, 32, 32, 3))
     X[np.arange(1200), :, :, y] += 127
     X = X.astype(np.uint8)
@@ -88,4 +91,6 @@ def test_parallel_bags_on_cuda_streams_vote_as_sequential_ones():
     # compared, not the weights.
     assert len(sequential.components_) == len(parallel.components_) == 6
     assert (sequential.votes_ == parallel.votes_).mean() > 0.95
-    assert (parallel.votes_ == y).mean() > 0.95
+    # Learners that learned something, so that the agreement above is not
+    # that of constant outputs.
+    assert (parallel.votes_ == y).mean() > 0.45
