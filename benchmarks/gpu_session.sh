@@ -14,14 +14,19 @@
 # of this working tree on every start). Arguments after `--` go to every
 # run.py call.
 #
-# Stages, in the order a short session should take them:
+# Stages, in the order a short session should take them (check and probe
+# were measured on an H200 on 2026-12-04, docs/benchmarks.md; what is owed
+# starts at tests + variants):
+#   tests      the GPU tests alone (seconds)
 #   check      GPU tests; a reference-style epoch against the engine's; what
 #              skorch adds per batch over a bare loop (fast, PreActResNet18)
 #   probe      none / oracle / ISPL+B on 0->2 and 7->4 at 10%: does the fast
 #              preset defend, and if not, where the poison went (diagnostics)
-#   variants   ISPL+B on the probe scenarios with the changes the issue's
-#              own fast-network probe points at: clean (unaugmented) loss
-#              passes, a halved schedule, and both; and the cluster vote
+#   variants   ISPL+B on the probe scenarios: first the two-class CPU tier's
+#              configuration (a sixth of the defaults' training on that
+#              tier), sequential and with its bags on three CUDA streams;
+#              then clean (unaugmented) loss passes, a halved schedule, both,
+#              and the cluster vote
 #   ispl       none / oracle / ISPL+B on the 24 seed-100 DLBD scenarios
 #   baselines  SS / AC / ITLM on the same 24 scenarios
 #   scaling    ISPL+B fit time at 10k / 25k / 50k samples
@@ -64,6 +69,15 @@ HALVED='"warmup_epochs": 4, "epochs_per_iteration": 2, "weak_learner_epochs": 20
 # The cluster vote that defends the two-class CPU tier's hard pairs, with
 # saliency maps for the triggers that make no cluster in the representations.
 CLUSTERS='"n_components": 2, "trim_per_class": true, "vote": "clusters", "cluster_features": "both", "self_training": false, "min_votes": 1, "min_misread": 0.5'
+# The two-class CPU tier's configuration, read from benchmarks/grids.py.
+# tier_params [JSON]: that configuration, updated with JSON.
+tier_params() {
+    local extra='{}'
+    [ $# -gt 0 ] && extra=$1
+    python3 -c 'import json, sys; sys.path.insert(0, "benchmarks")
+from grids import TWO_CLASS_ISPL_PARAMS as p
+print(json.dumps(dict(p, **json.loads(sys.argv[1]))))' "$extra"
+}
 
 prepare() {
     if [ ! -d /tmp/site/skorch ]; then
@@ -114,6 +128,10 @@ run_stage() {
     local stage=$1
     shift
     case $stage in
+    tests)
+        python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 |
+            tee "$out/test_gpu.log"
+        ;;
     check) check ;;
     probe)
         grid cifar10-probe.jsonl --grid dlbd --seeds 100 --reference-epoch \
@@ -121,7 +139,8 @@ run_stage() {
         ;;
     variants)
         local params
-        for params in '{"augment_scoring": false}' "{$HALVED}" \
+        for params in "$(tier_params)" "$(tier_params '{"n_jobs": 3}')" \
+            '{"augment_scoring": false}' "{$HALVED}" \
             "{\"augment_scoring\": false, $HALVED}" \
             "{\"augment_scoring\": false, $CLUSTERS}"; do
             grid cifar10-probe.jsonl --grid dlbd --seeds 100 --defenses ispl \
