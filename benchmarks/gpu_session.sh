@@ -23,7 +23,7 @@
 #   probe      none / oracle / ISPL+B on 0->2 and 7->4 at 10%: does the fast
 #              preset defend, and if not, where the poison went (diagnostics)
 #   variants   ISPL+B on the probe scenarios: first the two-class CPU tier's
-#              configuration (a sixth of the defaults' training on that
+#              configuration (a sixth of the defaults' time on that
 #              tier), sequential and with its bags on three CUDA streams;
 #              then clean (unaugmented) loss passes, a halved schedule, both,
 #              and the cluster vote
