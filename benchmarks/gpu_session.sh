@@ -66,11 +66,9 @@ mkdir -p "$out" "$results"
 # and the one it did not (7->4), both at 10%.
 PROBE=(0-to-2-pixel-0.1-seed100 7-to-4-pixel-0.1-seed100)
 HALVED='"warmup_epochs": 4, "epochs_per_iteration": 2, "weak_learner_epochs": 20'
-# The cluster vote that defends the two-class CPU tier's hard pairs, with
-# saliency maps for the triggers that make no cluster in the representations.
-CLUSTERS='"n_components": 2, "trim_per_class": true, "vote": "clusters", "cluster_features": "both", "self_training": false, "min_votes": 1, "min_misread": 0.5'
-# The two-class CPU tier's configuration, read from benchmarks/grids.py.
-# tier_params [JSON]: that configuration, updated with JSON.
+# The two-class CPU tier's configuration (the cluster vote, with saliency
+# maps for the triggers that make no cluster in the representations), read
+# from benchmarks/grids.py. tier_params [JSON]: it, updated with JSON.
 tier_params() {
     local extra='{}'
     [ $# -gt 0 ] && extra=$1
@@ -108,10 +106,14 @@ grid() {
     return $status
 }
 
-check() {
-    nvidia-smi -L
+gpu_tests() {
     python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 |
         tee "$out/test_gpu.log"
+}
+
+check() {
+    nvidia-smi -L
+    gpu_tests
     python3 benchmarks/engine_speed.py --data "$data" --workers 8 \
         --out "$results/engine_speed.json" &&
         cp "$results/engine_speed.json" "$out/"
@@ -128,10 +130,7 @@ run_stage() {
     local stage=$1
     shift
     case $stage in
-    tests)
-        python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 |
-            tee "$out/test_gpu.log"
-        ;;
+    tests) gpu_tests ;;
     check) check ;;
     probe)
         grid cifar10-probe.jsonl --grid dlbd --seeds 100 --reference-epoch \
@@ -139,10 +138,11 @@ run_stage() {
         ;;
     variants)
         local params
+        # The last: the tier's vote on the defaults' schedule.
         for params in "$(tier_params)" "$(tier_params '{"n_jobs": 3}')" \
             '{"augment_scoring": false}' "{$HALVED}" \
             "{\"augment_scoring\": false, $HALVED}" \
-            "{\"augment_scoring\": false, $CLUSTERS}"; do
+            "$(tier_params '{"warmup_epochs": 8, "epochs_per_iteration": 4, "weak_learner_epochs": 40}')"; do
             grid cifar10-probe.jsonl --grid dlbd --seeds 100 --defenses ispl \
                 --scenarios "${PROBE[@]}" --params "$params" "$@" || return
         done
