@@ -499,6 +499,8 @@ def run_one(
     if device == "cpu":
         torch.set_num_threads(threads)
     elif device.startswith("cuda"):
+        # Resetting the peak needs an initialised CUDA context.
+        torch.cuda.init()
         torch.cuda.reset_peak_memory_stats(torch.device(device))
     timer = PhaseTimer(device)
     with MachineShare() as machine:
