@@ -19,6 +19,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from tqdm.auto import tqdm
 
 from sklearn_backdoor.base import BaseSanitizer, NetworkEstimatorMixin
+from sklearn_backdoor.device_clustering import pca_scores, silhouette, take_rows
 from sklearn_backdoor.docstrings import fill_doc
 from sklearn_backdoor.representations import RepresentationFilterMixin
 from sklearn_backdoor.training import predict_logits, train_net
@@ -211,7 +212,8 @@ default="relative-size"
         y = y_t.cpu().numpy()
         finite = self._finite_rows(representations, y)
         representations = representations[torch.as_tensor(finite, device=y_t.device)]
-        representations = representations.cpu().numpy()
+        if X_t.device.type == "cpu":
+            representations = representations.numpy()
         clusters = np.full(len(y), NO_CLUSTER, dtype=np.int64)
         with self._phase("clustering"):
             clusters[finite], reduced = self._cluster_classes(
@@ -281,10 +283,17 @@ def reduce_representations(representations, n_dims, reduction, random_state):
 
     Representations with at most ``n_dims`` values are returned as float64
     copies; otherwise ``PCA`` or ``FastICA`` keeps ``min(n_dims, n_samples)``
-    components.
+    components. A torch tensor is reduced by PCA on its device
+    (:func:`~sklearn_backdoor.device_clustering.pca_scores`); the result is
+    an array either way.
     """
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if torch.is_tensor(representations):
+        n_samples, n_features = representations.shape
+        if reduction == "pca" and n_features > n_dims and n_samples >= 2:
+            return pca_scores(representations, min(n_dims, n_samples))
+        representations = representations.cpu().numpy()
     representations = np.asarray(representations, dtype=np.float64)
     n_samples, n_features = representations.shape
     if n_features <= n_dims or n_samples < 2:
@@ -308,8 +317,9 @@ def cluster_each_class(representations, labels, class_seeds, n_dims, reduction):
 
     Parameters
     ----------
-    representations : ndarray of shape (n_samples, n_features)
-        Finite representations of the samples.
+    representations : ndarray or torch.Tensor of shape (n_samples, n_features)
+        Finite representations of the samples; a tensor is reduced on its
+        device (see :func:`reduce_representations`).
     labels : ndarray of int, shape (n_samples,)
         Encoded labels.
     class_seeds : iterable of (label, seed)
@@ -326,19 +336,25 @@ def cluster_each_class(representations, labels, class_seeds, n_dims, reduction):
         0 or 1 within each class; 0 for samples of classes not split.
     reduced : ndarray of shape (n_samples, width)
         Each sample's reduced representation, zero-padded to the widest
-        class's width.
+        class's width; a float64 tensor on the representations' device
+        when they are a tensor, so that :func:`flag_clusters` scores the
+        split there.
     """
     clusters = np.zeros(len(labels), dtype=np.int64)
     parts = []
     for label, seed in class_seeds:
         members = np.flatnonzero(labels == label)
-        part = reduce_representations(representations[members], n_dims, reduction, seed)
+        part = reduce_representations(
+            take_rows(representations, members), n_dims, reduction, seed
+        )
         clusters[members] = two_means(part, seed)
         parts.append((members, part))
     width = max((part.shape[1] for _, part in parts), default=0)
     reduced = np.zeros((len(labels), width))
     for members, part in parts:
         reduced[members, : part.shape[1]] = part
+    if torch.is_tensor(representations):
+        return clusters, torch.as_tensor(reduced, device=representations.device)
     return clusters, reduced
 
 
@@ -404,9 +420,10 @@ def flag_clusters(
         See :class:`ActivationClusteringFilter`.
     size_threshold : float, default=0.35
     silhouette_threshold : float, default=0.1
-    reduced : array-like of shape (n_samples, n_dims), default=None
+    reduced : array-like or torch.Tensor of shape (n_samples, n_dims), default=None
         The reduced representations the clusters came from; needed by
-        ``"silhouette-scores"``.
+        ``"silhouette-scores"``, which scores a tensor on its device
+        (:func:`~sklearn_backdoor.device_clustering.silhouette`).
     representations : array-like of shape (n_samples, n_features), default=None
         Needed by ``"distance"``.
     random_state : int or None, default=None
@@ -455,7 +472,9 @@ def flag_clusters(
 
 
 def _class_silhouettes(clusters, labels, reduced, random_state):
-    reduced = np.asarray(reduced, dtype=np.float64)
+    on_device = torch.is_tensor(reduced)
+    if not on_device:
+        reduced = np.asarray(reduced, dtype=np.float64)
     n_classes = int(labels.max()) + 1
     silhouettes = np.full(n_classes, np.nan)
     for label in range(n_classes):
@@ -465,8 +484,9 @@ def _class_silhouettes(clusters, labels, reduced, random_state):
         # The score is defined for 2 <= distinct clusters <= n_samples - 1.
         if len(np.unique(class_clusters)) < 2 or n_members < 3:
             continue
-        silhouettes[label] = silhouette_score(
-            reduced[members],
+        score = silhouette if on_device else silhouette_score
+        silhouettes[label] = score(
+            take_rows(reduced, np.flatnonzero(members)),
             class_clusters,
             sample_size=(
                 SILHOUETTE_MAX_SAMPLES if n_members > SILHOUETTE_MAX_SAMPLES else None
@@ -477,6 +497,8 @@ def _class_silhouettes(clusters, labels, reduced, random_state):
 
 
 def _flag_by_distance(clusters, labels, representations):
+    if torch.is_tensor(representations):
+        representations = representations.cpu().numpy()
     representations = np.asarray(representations, dtype=np.float64)
     n_classes = int(labels.max()) + 1
     class_medians = np.stack(

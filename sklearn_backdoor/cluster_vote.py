@@ -45,12 +45,14 @@ ell, which were 1,152-1,501 clean cats and no poison.
 from typing import NamedTuple
 
 import numpy as np
+import torch
 
 from sklearn_backdoor.activation_clustering import (
     cluster_each_class,
     flag_clusters,
     kept_by_clusters,
 )
+from sklearn_backdoor.device_clustering import take_rows
 
 N_DIMS = 10
 SIZE_THRESHOLD = 0.35
@@ -100,10 +102,12 @@ def flag_poison_clusters(
 
     Parameters
     ----------
-    representations : ndarray of shape (n_samples, n_features)
+    representations : ndarray or torch.Tensor of shape (n_samples, n_features)
         One network's representations of every sample, or any other
         per-sample features of it (its saliency maps,
-        :func:`~sklearn_backdoor.saliency.input_saliency`).
+        :func:`~sklearn_backdoor.saliency.input_saliency`). A tensor is
+        reduced and scored on its device
+        (:mod:`sklearn_backdoor.device_clustering`).
     labels : ndarray of int, shape (n_samples,)
         Encoded labels (0..K-1).
     random_state : int
@@ -136,14 +140,14 @@ def flag_poison_clusters(
     findings : ClusterFindings
         Only with ``return_findings=True``.
     """
-    representations = np.asarray(representations, dtype=np.float64)
+    representations = _as_float64(representations)
     labels = np.asarray(labels, dtype=np.int64)
-    finite = np.isfinite(representations).all(axis=1)
+    finite = _finite_rows(representations)
     flagged = ~finite
     rows = np.flatnonzero(finite)
     class_seeds = [(label, random_state) for label in np.unique(labels[rows])]
     clusters, reduced = cluster_each_class(
-        representations[rows], labels[rows], class_seeds, n_dims, "pca"
+        take_rows(representations, rows), labels[rows], class_seeds, n_dims, "pca"
     )
     poison, silhouettes = flag_clusters(
         clusters,
@@ -174,6 +178,19 @@ def flag_poison_clusters(
         cohesion,
         ClusterFindings(all_clusters, candidates, silhouettes, shares, poison),
     )
+
+
+def _as_float64(representations):
+    if torch.is_tensor(representations):
+        return representations.double()
+    return np.asarray(representations, dtype=np.float64)
+
+
+def _finite_rows(representations):
+    """Bool array: which rows are finite (an array wherever they are)."""
+    if torch.is_tensor(representations):
+        return torch.isfinite(representations).all(dim=1).cpu().numpy()
+    return np.isfinite(representations).all(axis=1)
 
 
 def misread_shares(clusters, labels, predictions):

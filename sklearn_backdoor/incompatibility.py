@@ -597,15 +597,18 @@ class IncompatibilityClustering(BaseSanitizer):
         return n_flagging < self.min_votes, n_flagging / len(flags)
 
     def _clustered_features(self, net, X_t, y):
-        """``(name, array)`` of each of ``net``'s features that the cluster
-        vote clusters (``cluster_features``), computed when asked for."""
+        """``(name, features)`` of each of ``net``'s features that the cluster
+        vote clusters (``cluster_features``), computed when asked for: on a
+        GPU, tensors left there to be clustered there
+        (:mod:`sklearn_backdoor.device_clustering`); on the CPU, arrays."""
+        on_device = X_t.device.type != "cpu"
         if self.cluster_features in ("representations", "both"):
-            yield (
-                "representations",
-                extract_representations(net, X_t).cpu().numpy(),
-            )
+            representations = extract_representations(net, X_t)
+            if not on_device:
+                representations = representations.cpu().numpy()
+            yield "representations", representations
         if self.cluster_features in ("saliency", "both"):
-            yield "saliency", input_saliency(net, X_t, y)
+            yield "saliency", input_saliency(net, X_t, y, as_tensor=on_device)
 
     def _retrain_weak_learners(self, X_t, y_t, y, keep, rng):
         """A fresh weak learner per core set, trained on the samples of the

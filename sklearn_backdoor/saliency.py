@@ -57,11 +57,12 @@ def normalised_maps(attributions):
 
     Parameters
     ----------
-    attributions : ndarray of shape (n_samples, ...)
+    attributions : ndarray or torch.Tensor of shape (n_samples, ...)
 
     Returns
     -------
     maps : ndarray of float, shape (n_samples, n_positions)
+        A float64 tensor on the attributions' device for a tensor.
 
     Examples
     --------
@@ -71,15 +72,21 @@ def normalised_maps(attributions):
     >>> normalised_maps(a).tolist()
     [[0.25, 0.75], [0.0, 0.0]]
     """
-    magnitude = np.abs(np.asarray(attributions, dtype=np.float64))
+    if torch.is_tensor(attributions):
+        magnitude = attributions.double().abs()
+    else:
+        magnitude = np.abs(np.asarray(attributions, dtype=np.float64))
     if magnitude.ndim > 2:
-        magnitude = magnitude.sum(axis=1)
+        magnitude = magnitude.sum(1)
     magnitude = magnitude.reshape(len(magnitude), -1)
+    if torch.is_tensor(magnitude):
+        totals = magnitude.sum(dim=1, keepdim=True)
+        return torch.where(totals > 0, magnitude / totals, 0.0)
     totals = magnitude.sum(axis=1, keepdims=True)
     return np.divide(magnitude, totals, out=np.zeros_like(magnitude), where=totals > 0)
 
 
-def input_saliency(net, X_t, y, batch_size=None):
+def input_saliency(net, X_t, y, batch_size=None, *, as_tensor=False):
     """Each sample's saliency map in a fitted skorch net: gradient x input
     of its label's margin (:func:`label_margin`), as :func:`normalised_maps`.
 
@@ -98,6 +105,10 @@ def input_saliency(net, X_t, y, batch_size=None):
     batch_size : int or None, default=None
         Samples per pass; None uses
         :func:`~sklearn_backdoor.training.inference_batch_size`.
+    as_tensor : bool, default=False
+        Return the maps as a float64 tensor on ``X_t``'s device, for
+        callers that cluster them there
+        (:mod:`sklearn_backdoor.device_clustering`), instead of an array.
 
     Returns
     -------
@@ -135,9 +146,13 @@ def input_saliency(net, X_t, y, batch_size=None):
                     net.infer(Xb).float(), y_t[start : start + batch_size]
                 )
                 (gradient,) = torch.autograd.grad(margin.sum(), Xb)
-                maps.append(normalised_maps((gradient * Xb).detach().cpu().numpy()))
+                attributions = (gradient * Xb).detach()
+                if not as_tensor:
+                    attributions = attributions.cpu().numpy()
+                maps.append(normalised_maps(attributions))
     finally:
         module.train(was_training)
     if not maps:
-        return np.zeros((0, int(np.prod(X_t.shape[2:] or X_t.shape[1:]))))
-    return np.concatenate(maps)
+        empty = np.zeros((0, int(np.prod(X_t.shape[2:] or X_t.shape[1:]))))
+        return torch.as_tensor(empty, device=X_t.device) if as_tensor else empty
+    return torch.cat(maps) if as_tensor else np.concatenate(maps)

@@ -94,3 +94,24 @@ def test_parallel_bags_on_cuda_streams_vote_as_sequential_ones():
     # Learners that learned something, so that the agreement above is not
     # that of constant outputs.
     assert (parallel.votes_ == y).mean() > 0.45
+
+
+def test_the_cluster_vote_clusters_cuda_features_as_it_clusters_arrays():
+    """flag_poison_clusters reduces and scores a CUDA tensor on the GPU
+    (sklearn_backdoor.device_clustering): the same samples are flagged."""
+    import numpy as np
+
+    from sklearn_backdoor.cluster_vote import flag_poison_clusters
+
+    rng = np.random.RandomState(0)
+    clean = rng.normal(size=(4000, 64))
+    poison = rng.normal(loc=8.0, scale=0.1, size=(300, 64))
+    X = np.vstack([clean, poison])
+    labels = np.r_[np.zeros(2000), np.ones(2300)].astype(int)
+    flagged, cohesion = flag_poison_clusters(X, labels, 0)
+    on_gpu, gpu_cohesion = flag_poison_clusters(
+        torch.as_tensor(X, device="cuda"), labels, 0
+    )
+    np.testing.assert_array_equal(on_gpu, flagged)
+    assert flagged[-300:].all() and flagged.sum() == 300
+    assert gpu_cohesion == pytest.approx(cohesion, abs=1e-6)
