@@ -336,3 +336,25 @@ def test_digits_user_run_with_defaults(poisoned_digits):
         "poisoned; flagged clusters per class "
         f"{ac.poison_clusters_.sum(axis=1).tolist()}"
     )
+
+
+def test_two_means_runs_on_one_thread_and_splits_as_kmeans_does(monkeypatch):
+    """2-means is small work: its thread pools are held to one thread (they
+    spin against torch's on a busy CPU), which changes no cluster."""
+    from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_info
+
+    rng = np.random.RandomState(0)
+    points = np.vstack([rng.normal(size=(300, 10)), rng.normal(4.0, 1.0, (60, 10))])
+    expected = KMeans(2, n_init=10, random_state=3).fit_predict(points)
+    seen = []
+    fit_predict = KMeans.fit_predict
+
+    def recording(self, X, *args, **kwargs):
+        seen.extend(pool["num_threads"] for pool in threadpool_info())
+        return fit_predict(self, X, *args, **kwargs)
+
+    monkeypatch.setattr(KMeans, "fit_predict", recording)
+    clusters = two_means(points, 3)
+    assert seen and set(seen) == {1}
+    np.testing.assert_array_equal(clusters, expected)
