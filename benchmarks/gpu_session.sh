@@ -151,6 +151,8 @@ run_stage() {
     ispl)
         # The tier's configuration: on the probe pairs it cost 0.2 / 0.35
         # points of clean accuracy against the defaults' 1.8 / 2.4.
+        # `ispl -- --n-jobs 2` runs two scenarios at once on the one GPU
+        # (throughput for the table; records say concurrent_jobs 2).
         grid cifar10-fast.jsonl --grid dlbd --seeds 100 --reference-epoch \
             --defenses none oracle ispl --params "$(tier_params)" "$@"
         ;;

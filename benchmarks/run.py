@@ -829,7 +829,10 @@ def main(argv=None):
             print(run.key)
         return
     n_jobs = args.n_jobs or max(1, torch.cuda.device_count())
-    shared = reference_epoch_fields(args) if args.reference_epoch else None
+    shared = reference_epoch_fields(args) if args.reference_epoch else {}
+    # Runs in parallel share the machine (on one GPU, the GPU too): their
+    # seconds are throughput, not one run's time alone.
+    shared["concurrent_jobs"] = n_jobs
     # Jobs are pickled by reference: workers (loky's, Ray's) cannot see this
     # script's __main__, so hand them the function of the importable module.
     job = functools.partial(

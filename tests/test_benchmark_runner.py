@@ -413,6 +413,17 @@ def test_shared_fields_reach_every_record(runner, tmp_path):
     assert [r["reference_epoch_seconds"] for r in records] == [9.5, 9.5]
 
 
+def test_every_record_says_how_many_runs_shared_the_machine(runner, monkeypatch):
+    seen = {}
+
+    def capture(runs, out, n_jobs, data, device, job, shared):
+        seen.update(shared, n_jobs=n_jobs)
+
+    monkeypatch.setattr(runner, "run_grid", capture)
+    runner.main(["--grid", "digits", "--out", "x.jsonl", "--n-jobs", "3"])
+    assert seen == {"concurrent_jobs": 3, "n_jobs": 3}
+
+
 def test_reference_epoch_needs_cifar10(runner):
     args = runner.parse_arguments(
         ["--grid", "dlbd", "--out", "x.jsonl", "--reference-epoch"]
