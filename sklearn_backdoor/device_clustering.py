@@ -85,7 +85,8 @@ def pca_scores(features, n_components):
         norms = torch.linalg.vector_norm(components, dim=0)
         components = components / torch.where(norms > 0, norms, 1.0)
     largest = components.abs().argmax(dim=0)
-    signs = torch.sign(components[largest, torch.arange(n_components)])
+    columns = torch.arange(n_components, device=components.device)
+    signs = torch.sign(components[largest, columns])
     components = components * torch.where(signs == 0, 1.0, signs)
     return (centred @ components).cpu().numpy()
 
