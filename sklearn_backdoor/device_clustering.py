@@ -121,11 +121,13 @@ def silhouette(points, clusters, *, sample_size=None, random_state=None):
     >>> round(silhouette(points, [0, 0, 1, 1]), 3)
     0.9
     """
-    clusters = np.unique(np.asarray(clusters), return_inverse=True)[1].ravel()
+    clusters = np.asarray(clusters)
     if sample_size is not None:
         sample = check_random_state(random_state).permutation(len(points))
         sample = sample[:sample_size]
         points, clusters = take_rows(points, sample), clusters[sample]
+    # Numbered 0..k-1 after the sample, as scikit-learn numbers them.
+    clusters = np.unique(clusters, return_inverse=True)[1].ravel()
     n_clusters = int(clusters.max()) + 1 if len(clusters) else 0
     if not 2 <= n_clusters <= len(clusters) - 1:
         raise ValueError(
