@@ -184,3 +184,53 @@ def test_saliency_as_a_tensor_is_the_array_on_the_inputs_device():
     np.testing.assert_allclose(maps.numpy(), input_saliency(net, X, y), atol=1e-12)
     empty = input_saliency(net, X[:0], y[:0], as_tensor=True)
     assert torch.is_tensor(empty) and empty.shape == (0, 6)
+
+
+def test_the_cluster_vote_decides_alike_on_the_device_path(monkeypatch):
+    """IncompatibilityClustering's GPU path (features kept as tensors where
+    the learners computed them), run here on CPU tensors, flags what the
+    array path flags."""
+    import sklearn_backdoor.incompatibility as incompatibility
+    from sklearn_backdoor import IncompatibilityClustering
+    from sklearn_backdoor.poisoning import PatchTrigger, dirty_label_backdoor
+
+    rng = np.random.RandomState(0)
+    X = rng.randint(0, 256, (160, 8, 8, 1)).astype(np.uint8)
+    y = rng.randint(0, 3, 160)
+    trigger = PatchTrigger(pixels=((0, 0), (0, 1), (1, 0)), color=255)
+    poisoned = dirty_label_backdoor(
+        X, y, trigger, source=0, target=1, poison_fraction=0.2, random_state=0
+    )
+    params = dict(
+        n_components=2,
+        n_bags=2,
+        warmup_epochs=1,
+        epochs_per_iteration=1,
+        weak_learner_epochs=2,
+        self_training=False,
+        vote="clusters",
+        cluster_features="both",
+        min_votes=1,
+        device="cpu",
+        random_state=0,
+    )
+    arrays = IncompatibilityClustering(**params).fit(poisoned.X, poisoned.y)
+    kinds = []
+    flag = incompatibility.flag_poison_clusters
+
+    def recording(features, *args, **kwargs):
+        kinds.append(torch.is_tensor(features))
+        return flag(features, *args, **kwargs)
+
+    monkeypatch.setattr(incompatibility, "_clusters_on_device", lambda X_t: True)
+    monkeypatch.setattr(incompatibility, "flag_poison_clusters", recording)
+    tensors = IncompatibilityClustering(**params).fit(poisoned.X, poisoned.y)
+    assert kinds == [True] * 8  # four learners, two kinds of features each
+    np.testing.assert_array_equal(tensors.cluster_flags_, arrays.cluster_flags_)
+    np.testing.assert_array_equal(tensors.mask_, arrays.mask_)
+    assert tensors.poison_rich_features_.tolist() == (
+        arrays.poison_rich_features_.tolist()
+    )
+    np.testing.assert_allclose(
+        tensors.cluster_cohesion_, arrays.cluster_cohesion_, atol=1e-9
+    )
