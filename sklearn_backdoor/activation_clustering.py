@@ -20,7 +20,12 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from sklearn_backdoor.base import BaseSanitizer, NetworkEstimatorMixin
-from sklearn_backdoor.device_clustering import pca_scores, silhouette, take_rows
+from sklearn_backdoor.device_clustering import (
+    clusters_on_device,
+    pca_scores,
+    silhouette,
+    take_rows,
+)
 from sklearn_backdoor.docstrings import fill_doc
 from sklearn_backdoor.representations import RepresentationFilterMixin
 from sklearn_backdoor.training import predict_logits, train_net
@@ -213,7 +218,7 @@ default="relative-size"
         y = y_t.cpu().numpy()
         finite = self._finite_rows(representations, y)
         representations = representations[torch.as_tensor(finite, device=y_t.device)]
-        if X_t.device.type == "cpu":
+        if not clusters_on_device(X_t):
             representations = representations.numpy()
         clusters = np.full(len(y), NO_CLUSTER, dtype=np.int64)
         with self._phase("clustering"):

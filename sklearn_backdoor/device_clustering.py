@@ -27,6 +27,21 @@ from sklearn.utils import check_random_state
 DISTANCE_ROWS = 4096
 
 
+def clusters_on_device(X_t):
+    """Whether features computed from ``X_t`` are clustered where they are:
+    on a GPU (or any device but the CPU), not on the CPU, where
+    scikit-learn's path on arrays is the faster and the reference.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_backdoor.device_clustering import clusters_on_device
+    >>> clusters_on_device(torch.zeros(2, 3))
+    False
+    """
+    return X_t.device.type != "cpu"
+
+
 def take_rows(features, index):
     """``features[index]`` for an array, or a tensor on any device.
 

@@ -26,6 +26,7 @@ from sklearn_backdoor.base import (
     nonfinite_as_worst,
 )
 from sklearn_backdoor.cluster_vote import flag_poison_clusters, most_cohesive
+from sklearn_backdoor.device_clustering import clusters_on_device
 from sklearn_backdoor.docstrings import fill_doc
 from sklearn_backdoor.pooling import block_mean, check_block_size
 from sklearn_backdoor.representations import extract_representations
@@ -601,7 +602,7 @@ class IncompatibilityClustering(BaseSanitizer):
         vote clusters (``cluster_features``), computed when asked for: on a
         GPU, tensors left there to be clustered there
         (:mod:`sklearn_backdoor.device_clustering`); on the CPU, arrays."""
-        on_device = _clusters_on_device(X_t)
+        on_device = clusters_on_device(X_t)
         if self.cluster_features in ("representations", "both"):
             representations = extract_representations(net, X_t)
             if not on_device:
@@ -993,12 +994,6 @@ def in_core_sets(components, n_samples):
     for index, core in enumerate(components):
         member[index, core] = True
     return member
-
-
-def _clusters_on_device(X_t):
-    """Whether the cluster vote leaves the features of ``X_t``'s learners
-    where they are computed: on a GPU, not on the CPU."""
-    return X_t.device.type != "cpu"
 
 
 def _rows(X_t, y_t, indices):

@@ -222,7 +222,7 @@ def test_the_cluster_vote_decides_alike_on_the_device_path(monkeypatch):
         kinds.append(torch.is_tensor(features))
         return flag(features, *args, **kwargs)
 
-    monkeypatch.setattr(incompatibility, "_clusters_on_device", lambda X_t: True)
+    monkeypatch.setattr(incompatibility, "clusters_on_device", lambda X_t: True)
     monkeypatch.setattr(incompatibility, "flag_poison_clusters", recording)
     tensors = IncompatibilityClustering(**params).fit(poisoned.X, poisoned.y)
     assert kinds == [True] * 8  # four learners, two kinds of features each
@@ -234,3 +234,34 @@ def test_the_cluster_vote_decides_alike_on_the_device_path(monkeypatch):
     np.testing.assert_allclose(
         tensors.cluster_cohesion_, arrays.cluster_cohesion_, atol=1e-9
     )
+
+
+@pytest.mark.parametrize("analysis", ["smaller", "silhouette-scores", "distance"])
+def test_activation_clustering_decides_alike_on_the_device_path(monkeypatch, analysis):
+    """ActivationClusteringFilter's GPU path (representations reduced and
+    scored as tensors), run here on CPU tensors, removes what the array
+    path removes."""
+    import sklearn_backdoor.activation_clustering as activation_clustering
+    from sklearn_backdoor import ActivationClusteringFilter
+    from sklearn_backdoor.poisoning import PatchTrigger, dirty_label_backdoor
+
+    rng = np.random.RandomState(1)
+    X = rng.randint(0, 256, (150, 8, 8, 1)).astype(np.uint8)
+    y = rng.randint(0, 3, 150)
+    trigger = PatchTrigger(pixels=((0, 0), (0, 1), (1, 0)), color=255)
+    poisoned = dirty_label_backdoor(
+        X, y, trigger, source=0, target=1, poison_fraction=0.3, random_state=0
+    )
+    params = dict(analysis=analysis, epochs=3, device="cpu", random_state=0)
+    arrays = ActivationClusteringFilter(**params).fit(poisoned.X, poisoned.y)
+    monkeypatch.setattr(activation_clustering, "clusters_on_device", lambda X_t: True)
+    tensors = ActivationClusteringFilter(**params).fit(poisoned.X, poisoned.y)
+    np.testing.assert_array_equal(tensors.cluster_labels_, arrays.cluster_labels_)
+    np.testing.assert_array_equal(tensors.mask_, arrays.mask_)
+    np.testing.assert_allclose(
+        tensors.silhouette_scores_, arrays.silhouette_scores_, atol=1e-9
+    )
+    if analysis == "smaller":
+        assert (~arrays.mask_).any()
+    if analysis == "silhouette-scores":
+        assert np.isfinite(arrays.silhouette_scores_).all()
