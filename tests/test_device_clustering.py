@@ -12,9 +12,13 @@ from hypothesis import strategies as st
 from sklearn.decomposition import PCA
 from sklearn.metrics import silhouette_score
 
+import sklearn_backdoor.activation_clustering as activation_clustering
+import sklearn_backdoor.incompatibility as incompatibility
+from sklearn_backdoor import ActivationClusteringFilter, IncompatibilityClustering
 from sklearn_backdoor.activation_clustering import cluster_each_class, flag_clusters
 from sklearn_backdoor.cluster_vote import flag_poison_clusters
 from sklearn_backdoor.device_clustering import pca_scores, silhouette, take_rows
+from sklearn_backdoor.poisoning import PatchTrigger, dirty_label_backdoor
 from sklearn_backdoor.saliency import input_saliency, normalised_maps
 from sklearn_backdoor.training import FastNeuralNetClassifier
 
@@ -186,21 +190,29 @@ def test_saliency_as_a_tensor_is_the_array_on_the_inputs_device():
     assert torch.is_tensor(empty) and empty.shape == (0, 6)
 
 
+def _poisoned_small_images(n, seed, poison_fraction):
+    """Random 8x8 images of three classes, class 0 poisoned to 1 with a
+    corner trigger."""
+    rng = np.random.RandomState(seed)
+    X = rng.randint(0, 256, (n, 8, 8, 1)).astype(np.uint8)
+    y = rng.randint(0, 3, n)
+    trigger = PatchTrigger(pixels=((0, 0), (0, 1), (1, 0)), color=255)
+    return dirty_label_backdoor(
+        X,
+        y,
+        trigger,
+        source=0,
+        target=1,
+        poison_fraction=poison_fraction,
+        random_state=0,
+    )
+
+
 def test_the_cluster_vote_decides_alike_on_the_device_path(monkeypatch):
     """IncompatibilityClustering's GPU path (features kept as tensors where
     the learners computed them), run here on CPU tensors, flags what the
     array path flags."""
-    import sklearn_backdoor.incompatibility as incompatibility
-    from sklearn_backdoor import IncompatibilityClustering
-    from sklearn_backdoor.poisoning import PatchTrigger, dirty_label_backdoor
-
-    rng = np.random.RandomState(0)
-    X = rng.randint(0, 256, (160, 8, 8, 1)).astype(np.uint8)
-    y = rng.randint(0, 3, 160)
-    trigger = PatchTrigger(pixels=((0, 0), (0, 1), (1, 0)), color=255)
-    poisoned = dirty_label_backdoor(
-        X, y, trigger, source=0, target=1, poison_fraction=0.2, random_state=0
-    )
+    poisoned = _poisoned_small_images(160, seed=0, poison_fraction=0.2)
     params = dict(
         n_components=2,
         n_bags=2,
@@ -241,17 +253,7 @@ def test_activation_clustering_decides_alike_on_the_device_path(monkeypatch, ana
     """ActivationClusteringFilter's GPU path (representations reduced and
     scored as tensors), run here on CPU tensors, removes what the array
     path removes."""
-    import sklearn_backdoor.activation_clustering as activation_clustering
-    from sklearn_backdoor import ActivationClusteringFilter
-    from sklearn_backdoor.poisoning import PatchTrigger, dirty_label_backdoor
-
-    rng = np.random.RandomState(1)
-    X = rng.randint(0, 256, (150, 8, 8, 1)).astype(np.uint8)
-    y = rng.randint(0, 3, 150)
-    trigger = PatchTrigger(pixels=((0, 0), (0, 1), (1, 0)), color=255)
-    poisoned = dirty_label_backdoor(
-        X, y, trigger, source=0, target=1, poison_fraction=0.3, random_state=0
-    )
+    poisoned = _poisoned_small_images(150, seed=1, poison_fraction=0.3)
     params = dict(analysis=analysis, epochs=3, device="cpu", random_state=0)
     arrays = ActivationClusteringFilter(**params).fit(poisoned.X, poisoned.y)
     monkeypatch.setattr(activation_clustering, "clusters_on_device", lambda X_t: True)
