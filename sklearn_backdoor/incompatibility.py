@@ -29,7 +29,10 @@ from sklearn_backdoor.cluster_vote import flag_poison_clusters, most_cohesive
 from sklearn_backdoor.device_clustering import clusters_on_device
 from sklearn_backdoor.docstrings import fill_doc
 from sklearn_backdoor.pooling import block_mean, check_block_size
-from sklearn_backdoor.representations import extract_representations
+from sklearn_backdoor.representations import (
+    extract_representations,
+    logits_and_representations,
+)
 from sklearn_backdoor.saliency import input_saliency
 from sklearn_backdoor.training import (
     Stopwatch,
@@ -540,19 +543,37 @@ class IncompatibilityClustering(BaseSanitizer):
     def _vote(self, X_t, y, rng):
         """Every weak learner predicts every sample; ``vote_by_mode`` decides.
         Sets ``votes_``; returns ``(keep, disagreement)``."""
-        votes = np.stack([self._predict(net, X_t) for net in self.weak_learners_])
+        representations = None
+        if self._vote_reads_representations():
+            # One forward pass per learner gives its vote and the
+            # representations that the cluster vote clusters.
+            passes = [logits_and_representations(n, X_t) for n in self.weak_learners_]
+            votes = np.stack([_argmax(logits) for logits, _ in passes])
+            representations = [features for _, features in passes]
+        else:
+            votes = np.stack([self._predict(n, X_t) for n in self.weak_learners_])
         self.votes_ = self.classes_[votes]
         if self.vote == "clusters":
-            return self._cluster_vote(X_t, y, votes, rng)
+            return self._cluster_vote(X_t, y, votes, rng, representations)
         eligible = None
         if not self.vote_on_own_core:
             eligible = ~in_core_sets(self.components_, len(y))
         return vote_by_mode(votes, y, self.min_votes, rng, eligible=eligible)
 
-    def _cluster_vote(self, X_t, y, votes, rng):
+    def _vote_reads_representations(self):
+        """Whether the vote clusters representations of the same, unaugmented
+        images that the learners vote on, so one pass can give both."""
+        return (
+            self.vote == "clusters"
+            and self.cluster_features in ("representations", "both")
+            and not self.augment_scoring
+        )
+
+    def _cluster_vote(self, X_t, y, votes, rng, representations=None):
         """``vote="clusters"``: in each bag, the learner with the most
         cohesive small cluster that the bag's other learners misread flags
-        it. Sets ``poison_rich_components_``, ``poison_rich_features_``,
+        it. ``representations`` (per learner, or None) are those already
+        computed. Sets ``poison_rich_components_``, ``poison_rich_features_``,
         ``cluster_flags_``, ``cluster_cohesion_`` and ``cluster_findings_``;
         returns ``(keep, share of bags flagging each sample)``."""
         chosen, chosen_features, cohesion, flags = [], [], [], []
@@ -561,8 +582,9 @@ class IncompatibilityClustering(BaseSanitizer):
             learners = np.flatnonzero(self.component_bags_ == bag)
             candidates, sources = [], []
             for index in learners:
+                known = None if representations is None else representations[index]
                 for name, features in self._clustered_features(
-                    self.weak_learners_[index], X_t, y
+                    self.weak_learners_[index], X_t, y, known
                 ):
                     flagged, learner_cohesion, findings[index][name] = (
                         flag_poison_clusters(
@@ -597,14 +619,16 @@ class IncompatibilityClustering(BaseSanitizer):
         n_flagging = self.cluster_flags_.sum(axis=0)
         return n_flagging < self.min_votes, n_flagging / len(flags)
 
-    def _clustered_features(self, net, X_t, y):
+    def _clustered_features(self, net, X_t, y, representations=None):
         """``(name, features)`` of each of ``net``'s features that the cluster
-        vote clusters (``cluster_features``), computed when asked for: on a
-        GPU, tensors left there to be clustered there
-        (:mod:`sklearn_backdoor.device_clustering`); on the CPU, arrays."""
+        vote clusters (``cluster_features``), computed when asked for unless
+        ``representations`` are given: on a GPU, tensors left there to be
+        clustered there (:mod:`sklearn_backdoor.device_clustering`); on the
+        CPU, arrays."""
         on_device = clusters_on_device(X_t)
         if self.cluster_features in ("representations", "both"):
-            representations = extract_representations(net, X_t)
+            if representations is None:
+                representations = extract_representations(net, X_t)
             if not on_device:
                 representations = representations.cpu().numpy()
             yield "representations", representations
@@ -994,6 +1018,10 @@ def in_core_sets(components, n_samples):
     for index, core in enumerate(components):
         member[index, core] = True
     return member
+
+
+def _argmax(logits):
+    return logits.argmax(dim=1).cpu().numpy()
 
 
 def _rows(X_t, y_t, indices):

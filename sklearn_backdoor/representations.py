@@ -7,10 +7,13 @@ the network's ``representation_layer`` attribute (see
 :mod:`sklearn_backdoor.networks`).
 """
 
+from contextlib import nullcontext
+
 import numpy as np
 import torch
 
 from sklearn_backdoor.training import (
+    cpu_threads_for,
     inference_batch_size,
     initialize_net,
     train_net,
@@ -154,26 +157,69 @@ def extract_representations(net, X_t, layer=None, batch_size=None):
     >>> extract_representations(net, torch.zeros(5, 4)).shape
     torch.Size([5, 8])
     """
+    representations, _ = _forward_recording(net, X_t, layer, batch_size, False)
+    return representations
+
+
+def logits_and_representations(net, X_t, layer=None, batch_size=None):
+    """The logits and the representations of ``X_t`` in one forward pass.
+
+    What :func:`~sklearn_backdoor.training.predict_logits` and
+    :func:`extract_representations` return, for the cost of one pass
+    instead of two (the cluster vote of
+    :class:`~sklearn_backdoor.IncompatibilityClustering` needs both from
+    every weak learner). Same parameters as :func:`extract_representations`.
+
+    Returns
+    -------
+    logits : torch.Tensor of shape (n_samples, n_classes), float32
+    representations : torch.Tensor of shape (n_samples, n_dims), float32
+        Both on ``X_t``'s device.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_backdoor.networks import MLP
+    >>> from sklearn_backdoor.representations import logits_and_representations
+    >>> from sklearn_backdoor.training import FastNeuralNetClassifier
+    >>> net = FastNeuralNetClassifier(MLP, module__n_features=4,
+    ...     module__n_classes=3, module__hidden=(8,), random_state=0).initialize()
+    >>> logits, representations = logits_and_representations(net, torch.zeros(5, 4))
+    >>> logits.shape, representations.shape
+    (torch.Size([5, 3]), torch.Size([5, 8]))
+    """
+    representations, logits = _forward_recording(net, X_t, layer, batch_size, True)
+    return logits, representations
+
+
+def _forward_recording(net, X_t, layer, batch_size, with_logits):
+    """Run ``net`` in eval mode over ``X_t``, recording the input of
+    ``layer``; return ``(representations, logits or None)``. Without
+    logits, the layers after ``layer`` are skipped."""
     module = getattr(net, "module_", None)
     if module is None:
         raise ValueError("net must be initialised (fitted) before extracting")
     layer = resolve_representation_layer(module, layer)
     batch_size = inference_batch_size(net, batch_size)
-    captured = []
+    captured, logits = [], []
 
     def record_input(_, args):
         captured.append(torch.flatten(args[0].detach(), 1).float())
-        raise _RepresentationCaptured
+        if not with_logits:
+            raise _RepresentationCaptured
 
     was_training = module.training
     handle = module.get_submodule(layer).register_forward_pre_hook(record_input)
     module.eval()
     try:
-        with torch.inference_mode():
+        # The logits' pass replaces predict_logits's, so it keeps its thread
+        # use (one thread for networks without convolutions on a CPU).
+        threads = cpu_threads_for(net) if with_logits else nullcontext()
+        with torch.inference_mode(), threads:
             for start in range(0, len(X_t), batch_size):
                 n_before = len(captured)
                 try:
-                    net.infer(X_t[start : start + batch_size])
+                    logits.append(net.infer(X_t[start : start + batch_size]).float())
                 except _RepresentationCaptured:
                     pass
                 if len(captured) == n_before:
@@ -185,5 +231,6 @@ def extract_representations(net, X_t, layer=None, batch_size=None):
         handle.remove()
         module.train(was_training)
     if not captured:
-        return torch.empty((0, 0), dtype=torch.float32, device=X_t.device)
-    return torch.cat(captured)
+        empty = torch.empty((0, 0), dtype=torch.float32, device=X_t.device)
+        return empty, empty if with_logits else None
+    return torch.cat(captured), torch.cat(logits) if with_logits else None

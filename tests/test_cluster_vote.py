@@ -212,6 +212,41 @@ def test_the_cluster_vote_clusters_the_features_it_is_asked_to(cluster_features,
         assert set(flagged_classes) <= set(np.flatnonzero(chosen.confirmed.any(1)))
 
 
+def test_unaugmented_votes_and_representations_come_from_one_pass(monkeypatch):
+    """With ``augment_scoring=False`` each learner's vote and representations
+    come from one forward pass, and decide what two separate passes decide."""
+    X, y = _small_images()
+    poisoned = dirty_label_backdoor(
+        X, y, CORNER_TRIGGER, source=0, target=1, poison_fraction=0.2, random_state=0
+    )
+    params = dict(
+        TINY_CLUSTERS,
+        random_state=0,
+        min_votes=1,
+        cluster_features="both",
+        augment_scoring=False,
+    )
+    monkeypatch.setattr(
+        IncompatibilityClustering, "_vote_reads_representations", lambda self: False
+    )
+    separate = IncompatibilityClustering(**params).fit(poisoned.X, poisoned.y)
+    monkeypatch.undo()
+
+    def no_second_pass(*args, **kwargs):
+        raise AssertionError("the representations were computed twice")
+
+    monkeypatch.setattr(incompatibility, "extract_representations", no_second_pass)
+    shared = IncompatibilityClustering(**params).fit(poisoned.X, poisoned.y)
+    np.testing.assert_array_equal(shared.votes_, separate.votes_)
+    np.testing.assert_array_equal(shared.cluster_flags_, separate.cluster_flags_)
+    np.testing.assert_array_equal(shared.mask_, separate.mask_)
+    for ours, theirs in zip(
+        shared.cluster_findings_, separate.cluster_findings_, strict=True
+    ):
+        for name in ("representations", "saliency"):
+            np.testing.assert_array_equal(ours[name].clusters, theirs[name].clusters)
+
+
 def test_each_learner_is_confirmed_by_the_other_learners_of_its_bag(monkeypatch):
     calls = []
 

@@ -6,9 +6,10 @@ from torch import nn
 from sklearn_backdoor.networks import MLP, FastCNN
 from sklearn_backdoor.representations import (
     extract_representations,
+    logits_and_representations,
     resolve_representation_layer,
 )
-from sklearn_backdoor.training import FastNeuralNetClassifier
+from sklearn_backdoor.training import FastNeuralNetClassifier, predict_logits
 
 
 def _mlp_net(hidden=(5,)):
@@ -76,6 +77,37 @@ def test_explicit_layer_and_image_network_flattens():
     # block3's input: 4 channels; the 2x2 stem makes 8x8 into 7x7 and two
     # ceil-mode pools make that 4x4, then 2x2.
     assert extract_representations(net, X, layer="block3").shape == (7, 4 * 2 * 2)
+
+
+def _small_cnn():
+    return FastNeuralNetClassifier(
+        FastCNN,
+        module__n_classes=3,
+        module__in_channels=1,
+        module__widths=(4, 4, 6),
+        random_state=0,
+        device="cpu",
+    ).initialize()
+
+
+@pytest.mark.parametrize("make_net", [_mlp_net, _small_cnn])
+def test_one_pass_gives_the_logits_and_the_representations_of_two(make_net):
+    net = make_net()
+    shape = (9, 3) if make_net is _mlp_net else (9, 1, 8, 8)
+    X = torch.randn(*shape, generator=torch.Generator().manual_seed(2))
+    X_before = X.clone()
+    calls = []
+    net.module_.register_forward_pre_hook(lambda module, args: calls.append(1))
+    logits, representations = logits_and_representations(net, X, batch_size=4)
+    assert len(calls) == 3  # one forward pass per batch of 4
+    torch.testing.assert_close(
+        logits, predict_logits(net, X, batch_size=4), rtol=0, atol=0
+    )
+    torch.testing.assert_close(
+        representations, extract_representations(net, X, batch_size=4), rtol=0, atol=0
+    )
+    assert torch.equal(X, X_before)
+    assert not net.module_.head._forward_pre_hooks
 
 
 def test_hook_removed_and_training_mode_restored():

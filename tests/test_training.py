@@ -17,10 +17,12 @@ from sklearn_backdoor import (
 from sklearn_backdoor.augmentation import RandomCropFlip, flip_batch, translate_batch
 from sklearn_backdoor.networks import MLP
 from sklearn_backdoor.training import (
+    CPU_CONV_INFERENCE_BATCH,
     DeviceBatchIterator,
     FastNeuralNetClassifier,
     default_augmentation,
     epoch_progress,
+    inference_batch_size,
     initialize_net,
     make_net,
     predict_logits,
@@ -157,6 +159,21 @@ def test_predict_logits_matches_the_module_in_eval_mode():
         expected = net.module_(X)
     assert logits.shape == (64, 2)
     assert torch.allclose(logits, expected, atol=1e-5)
+
+
+def test_a_conv_net_on_the_cpu_infers_in_small_batches_and_an_mlp_in_large():
+    cnn = make_net(
+        "fast_cpu", n_classes=2, input_shape=(3, 16, 16), device="cpu", random_state=0
+    ).initialize()
+    mlp = make_net(None, n_classes=2, input_shape=(4,), device="cpu", random_state=0)
+    assert inference_batch_size(cnn) == CPU_CONV_INFERENCE_BATCH == 256
+    assert inference_batch_size(mlp.initialize()) == 1024
+    assert inference_batch_size(cnn, 50) == 50
+    # The batch changes the outputs of a net in eval mode by rounding at most.
+    X = torch.randn(600, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(
+        predict_logits(cnn, X), predict_logits(cnn, X, batch_size=1024)
+    )
 
 
 def test_training_after_prediction_puts_every_submodule_back_in_train_mode():
