@@ -724,9 +724,9 @@ def inference_batch_size(net, batch_size=None):
     several times the training batch, and the floor of 1024 keeps the
     per-pass overhead small for nets trained on tiny batches. Shared by
     :func:`predict_logits` and the representation and saliency passes. The
-    batch changes no network output (eval mode); it changes which random
-    crop each sample draws when a pass scores augmented images, and the
-    outputs of a network in eval mode by float rounding at most.
+    batch changes which random crop each sample draws when a pass scores
+    augmented images, and a network's outputs in eval mode by float
+    rounding at most.
 
     Examples
     --------
