@@ -157,7 +157,7 @@ def extract_representations(net, X_t, layer=None, batch_size=None):
     >>> extract_representations(net, torch.zeros(5, 4)).shape
     torch.Size([5, 8])
     """
-    representations, _ = _forward_recording(net, X_t, layer, batch_size, False)
+    _, representations = _forward_recording(net, X_t, layer, batch_size, False)
     return representations
 
 
@@ -188,13 +188,12 @@ def logits_and_representations(net, X_t, layer=None, batch_size=None):
     >>> logits.shape, representations.shape
     (torch.Size([5, 3]), torch.Size([5, 8]))
     """
-    representations, logits = _forward_recording(net, X_t, layer, batch_size, True)
-    return logits, representations
+    return _forward_recording(net, X_t, layer, batch_size, True)
 
 
 def _forward_recording(net, X_t, layer, batch_size, with_logits):
     """Run ``net`` in eval mode over ``X_t``, recording the input of
-    ``layer``; return ``(representations, logits or None)``. Without
+    ``layer``; return ``(logits or None, representations)``. Without
     logits, the layers after ``layer`` are skipped."""
     module = getattr(net, "module_", None)
     if module is None:
@@ -232,5 +231,5 @@ def _forward_recording(net, X_t, layer, batch_size, with_logits):
         module.train(was_training)
     if not captured:
         empty = torch.empty((0, 0), dtype=torch.float32, device=X_t.device)
-        return empty, empty if with_logits else None
-    return torch.cat(captured), torch.cat(logits) if with_logits else None
+        return (empty if with_logits else None), empty
+    return (torch.cat(logits) if with_logits else None), torch.cat(captured)

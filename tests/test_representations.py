@@ -63,22 +63,6 @@ def test_batches_match_a_single_pass_and_input_is_unchanged():
     assert torch.equal(X, X_before)
 
 
-def test_explicit_layer_and_image_network_flattens():
-    net = FastNeuralNetClassifier(
-        FastCNN,
-        module__n_classes=3,
-        module__in_channels=1,
-        module__widths=(4, 4, 6),
-        random_state=0,
-        device="cpu",
-    ).initialize()
-    X = torch.randn(7, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-    assert extract_representations(net, X).shape == (7, 6)
-    # block3's input: 4 channels; the 2x2 stem makes 8x8 into 7x7 and two
-    # ceil-mode pools make that 4x4, then 2x2.
-    assert extract_representations(net, X, layer="block3").shape == (7, 4 * 2 * 2)
-
-
 def _small_cnn():
     return FastNeuralNetClassifier(
         FastCNN,
@@ -88,6 +72,15 @@ def _small_cnn():
         random_state=0,
         device="cpu",
     ).initialize()
+
+
+def test_explicit_layer_and_image_network_flattens():
+    net = _small_cnn()
+    X = torch.randn(7, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    assert extract_representations(net, X).shape == (7, 6)
+    # block3's input: 4 channels; the 2x2 stem makes 8x8 into 7x7 and two
+    # ceil-mode pools make that 4x4, then 2x2.
+    assert extract_representations(net, X, layer="block3").shape == (7, 4 * 2 * 2)
 
 
 @pytest.mark.parametrize("make_net", [_mlp_net, _small_cnn])
