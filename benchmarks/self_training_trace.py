@@ -23,6 +23,13 @@ self-training with another start for the smoothed correctness:
 (``--fraction 0.05``: every eps-5% one);
 ``--params '{"self_training_trim": 0.3, "self_training_trim_rounds": 10}'``
 passes further parameters of the estimator (recorded with each line).
+Each record also says, of the samples the final mask removes, how the
+last round's network ranks their label (``removed_label_rank``: counts of
+rank 0, 1, 2 and 3 or more, poisoned and clean apart) and whether the vote
+had kept them (``removed_vote_kept``), and what FN and FP would be if the
+removed samples whose label the network gives at least ``p`` were kept
+again (``reclaimed_fn_fp``): whether its confidence can tell the poison
+it keeps out from the clean samples it loses with it.
 Records with ``"trim_schedule": "linear"`` or ``"half"`` were written by an
 earlier version of this script whose own schedule is now the estimator's
 ``self_training_trim_rounds`` (19 and 10 of 20 rounds).
@@ -38,6 +45,7 @@ from grids import CORNER_TRIGGERS, DIGITS_ROBUST_PAIRS, CornerPatch
 from run import append_record, load_dataset
 
 from sklearn_backdoor import IncompatibilityClustering
+from sklearn_backdoor.training import predict_logits
 
 # Failures (FN 24-25 after a vote FN of 2-9) and one success of the grid.
 SCENARIOS = (("tl", 2, 9), ("tr", 0, 7), ("tl", 6, 0), ("tr", 1, 4))
@@ -68,6 +76,7 @@ class TracedISPL(IncompatibilityClustering):
 
     def _self_training_predictions(self, nets, X_t, folds):
         """Each self-training round's predictions, counted."""
+        self.label_probability_ = label_probability(nets[0], X_t, self._labels)
         predicted = super()._self_training_predictions(nets, X_t, folds)
         correct = predicted == self._labels
         self.rounds_.append(
@@ -77,6 +86,40 @@ class TracedISPL(IncompatibilityClustering):
             ]
         )
         return predicted
+
+
+RECLAIM_PROBABILITIES = (0.05, 0.2, 0.5)
+
+
+def label_probability(net, X_t, labels):
+    """The softmax probability ``net`` gives each sample's label, and the
+    label's rank among the classes (0: predicted)."""
+    probabilities = torch.softmax(predict_logits(net, X_t).float(), dim=1)
+    probabilities = probabilities.cpu().numpy()
+    own = probabilities[np.arange(len(labels)), labels]
+    rank = (probabilities > own[:, None]).sum(axis=1)
+    return own, rank
+
+
+def removed_sample_record(ispl, is_poison):
+    """What the last round's network says of the samples the mask removes."""
+    own, rank = ispl.label_probability_
+    removed = ~ispl.mask_
+    record = {"removed_label_rank": {}, "removed_vote_kept": {}}
+    for name, rows in (("poisoned", is_poison), ("clean", ~is_poison)):
+        ranks = np.minimum(rank[removed & rows], 3)
+        record["removed_label_rank"][name] = np.bincount(ranks, minlength=4).tolist()
+        record["removed_vote_kept"][name] = int(
+            (removed & rows & ispl.boosting_mask_).sum()
+        )
+    record["reclaimed_fn_fp"] = {
+        str(p): [
+            int(((ispl.mask_ | (own >= p)) & is_poison).sum()),
+            int((~(ispl.mask_ | (own >= p)) & ~is_poison).sum()),
+        ]
+        for p in RECLAIM_PROBABILITIES
+    }
+    return record
 
 
 def main(argv=None):
@@ -124,6 +167,7 @@ def main(argv=None):
         ispl.fit(poisoned.X, poisoned.y)
         record = {
             "scenario": scenario.name,
+            "fraction": args.fraction,
             "init": args.init,
             "params": args.params,
             "vote_fn": int((ispl.boosting_mask_ & is_poison).sum()),
@@ -131,6 +175,7 @@ def main(argv=None):
             "fn": int((ispl.mask_ & is_poison).sum()),
             "fp": int((~ispl.mask_ & ~is_poison).sum()),
             "rounds_poison_with_label_clean_wrong": ispl.rounds_,
+            **removed_sample_record(ispl, is_poison),
             "cpu_model": cpu_model(),
             "git_commit": STARTED_AT_COMMIT,
         }
