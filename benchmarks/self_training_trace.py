@@ -76,7 +76,7 @@ class TracedISPL(IncompatibilityClustering):
 
     def _self_training_predictions(self, nets, X_t, folds):
         """Each self-training round's predictions, counted."""
-        self.label_probability_ = label_probability(nets[0], X_t, self._labels)
+        self.last_round_ = (nets, X_t, self._labels)
         predicted = super()._self_training_predictions(nets, X_t, folds)
         correct = predicted == self._labels
         self.rounds_.append(
@@ -102,8 +102,13 @@ def label_probability(net, X_t, labels):
 
 
 def removed_sample_record(ispl, is_poison):
-    """What the last round's network says of the samples the mask removes."""
-    own, rank = ispl.label_probability_
+    """What the last round's network says of the samples the mask removes
+    (nothing with several self-training folds, whose networks each judge
+    only their own fold)."""
+    nets, X_t, labels = ispl.last_round_
+    if len(nets) > 1:
+        return {}
+    own, rank = label_probability(nets[0], X_t, labels)
     removed = ~ispl.mask_
     record = {"removed_label_rank": {}, "removed_vote_kept": {}}
     for name, rows in (("poisoned", is_poison), ("clean", ~is_poison)):
