@@ -24,7 +24,9 @@ self-training with another start for the smoothed correctness:
 ``--params '{"self_training_trim": 0.3, "self_training_trim_rounds": 10}'``
 passes further parameters of the estimator (recorded with each line).
 Each record also says, of the samples the final mask removes, how the
-last round's network ranks their label (``removed_label_rank``: counts of
+last round's network, on the images without augmentation (the estimator
+scores augmented ones with its default ``augment_scoring=True``), ranks
+their label (``removed_label_rank``: counts of
 rank 0, 1, 2 and 3 or more, poisoned and clean apart) and whether the vote
 had kept them (``removed_vote_kept``), and what FN and FP would be if the
 removed samples whose label the network gives at least ``p`` were kept
@@ -118,13 +120,14 @@ def removed_sample_record(ispl, is_poison):
             (removed & rows & ispl.boosting_mask_).sum()
         )
     record["reclaimed_fn_fp"] = {
-        str(p): [
-            int(((ispl.mask_ | (own >= p)) & is_poison).sum()),
-            int((~(ispl.mask_ | (own >= p)) & ~is_poison).sum()),
-        ]
-        for p in RECLAIM_PROBABILITIES
+        str(p): fn_fp(ispl.mask_ | (own >= p), is_poison) for p in RECLAIM_PROBABILITIES
     }
     return record
+
+
+def fn_fp(keep, is_poison):
+    """Poisoned samples kept and clean samples removed by ``keep``."""
+    return [int((keep & is_poison).sum()), int((~keep & ~is_poison).sum())]
 
 
 def main(argv=None):
