@@ -48,6 +48,7 @@ import numpy as np
 import torch
 
 from sklearn_backdoor.activation_clustering import (
+    NO_CLUSTER,
     cluster_each_class,
     flag_clusters,
     kept_by_clusters,
@@ -158,26 +159,84 @@ def flag_poison_clusters(
         reduced=reduced,
         random_state=random_state,
     )
-    candidates = poison.copy()
-    shares = np.full(poison.shape, np.nan)
+    all_clusters = np.full(len(labels), NO_CLUSTER, dtype=np.int64)
+    all_clusters[rows] = clusters
+    findings = ClusterFindings(
+        all_clusters, poison, silhouettes, np.full(poison.shape, np.nan), poison.copy()
+    )
     if other_predictions is not None:
-        shares = misread_shares(
-            clusters, labels[rows], np.asarray(other_predictions)[:, rows]
-        )
-        if min_misread > 0:
-            poison &= shares >= min_misread
-    flagged[rows] = ~kept_by_clusters(poison, labels[rows], clusters)
-    with_flags = poison.any(axis=1)
-    cohesion = float(silhouettes[with_flags].max()) if with_flags.any() else -np.inf
+        findings = confirm_candidates(findings, labels, other_predictions, min_misread)
+    flagged, cohesion = flags_of(findings, labels)
+    flagged |= ~finite
     if not return_findings:
         return flagged, cohesion
-    all_clusters = np.full(len(labels), -1, dtype=np.int64)
-    all_clusters[rows] = clusters
-    return (
-        flagged,
-        cohesion,
-        ClusterFindings(all_clusters, candidates, silhouettes, shares, poison),
+    return flagged, cohesion, findings
+
+
+def confirm_candidates(findings, labels, predictions, min_misread=MIN_MISREAD):
+    """Judge the candidate clusters of ``findings`` by other networks' readings.
+
+    Parameters
+    ----------
+    findings : ClusterFindings
+        What :func:`flag_poison_clusters` found in one network.
+    labels : ndarray of int, shape (n_samples,)
+        Encoded labels (0..K-1).
+    predictions : ndarray of int, shape (n_networks, n_samples)
+        The encoded predictions of the networks that judge.
+    min_misread : float, default=0.5
+        A candidate stands if these networks misread at least this share
+        of its members' labels; 0 confirms every candidate.
+
+    Returns
+    -------
+    findings : ClusterFindings
+        ``findings`` with ``misread`` and ``confirmed`` replaced.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    rows = findings.clusters != NO_CLUSTER
+    shares = misread_shares(
+        findings.clusters[rows], labels[rows], np.asarray(predictions)[:, rows]
     )
+    confirmed = findings.candidates.copy()
+    if min_misread > 0:
+        confirmed &= shares >= min_misread
+    return findings._replace(misread=shares, confirmed=confirmed)
+
+
+def flags_of(findings, labels):
+    """The samples of the confirmed clusters of ``findings``, and how cohesive.
+
+    Returns
+    -------
+    flagged : ndarray of bool, shape (n_samples,)
+        Members of a confirmed cluster (samples in no cluster are not).
+    cohesion : float
+        The highest silhouette score of a class with a confirmed cluster;
+        -inf when none is confirmed.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    rows = findings.clusters != NO_CLUSTER
+    flagged = np.zeros(len(labels), dtype=bool)
+    flagged[rows] = ~kept_by_clusters(
+        findings.confirmed, labels[rows], findings.clusters[rows]
+    )
+    with_flags = findings.confirmed.any(axis=1)
+    if not with_flags.any():
+        return flagged, -np.inf
+    return flagged, float(findings.silhouettes[with_flags].max())
+
+
+def candidate_members(findings, labels):
+    """Bool, shape (n_samples,): the samples in a candidate cluster of any of
+    ``findings`` (a list of :class:`ClusterFindings` of the same samples),
+    confirmed or not."""
+    labels = np.asarray(labels, dtype=np.int64)
+    members = np.zeros(len(labels), dtype=bool)
+    for found in findings:
+        rows = found.clusters != NO_CLUSTER
+        members[rows] |= found.candidates[labels[rows], found.clusters[rows]]
+    return members
 
 
 def _as_float64(representations):

@@ -7,6 +7,7 @@ from sklearn.model_selection import train_test_split
 import sklearn_backdoor.incompatibility as incompatibility
 from sklearn_backdoor import BackdoorWarning, IncompatibilityClustering
 from sklearn_backdoor.cluster_vote import (
+    ClusterFindings,
     flag_poison_clusters,
     misread_shares,
     most_cohesive,
@@ -247,13 +248,26 @@ def test_unaugmented_votes_and_representations_come_from_one_pass(monkeypatch):
             np.testing.assert_array_equal(ours[name].clusters, theirs[name].clusters)
 
 
+def _nothing_found(n_samples, n_classes):
+    """Findings of a learner that found no candidate cluster."""
+    no_cluster = np.zeros((n_classes, 2), dtype=bool)
+    return ClusterFindings(
+        np.zeros(n_samples, dtype=np.int64),
+        no_cluster,
+        np.zeros(n_classes),
+        np.full((n_classes, 2), np.nan),
+        no_cluster.copy(),
+    )
+
+
 def test_each_learner_is_confirmed_by_the_other_learners_of_its_bag(monkeypatch):
-    calls = []
+    calls, nothing = [], []
 
     def record(representations, labels, random_state, *, other_predictions, **kw):
         assert kw == {"min_misread": 0.3, "return_findings": True}
         calls.append(other_predictions)
-        return np.zeros(len(labels), dtype=bool), -np.inf, "findings"
+        nothing.append(_nothing_found(len(labels), int(labels.max()) + 1))
+        return np.zeros(len(labels), dtype=bool), -np.inf, nothing[-1]
 
     monkeypatch.setattr(incompatibility, "flag_poison_clusters", record)
     X, y = _small_images()
@@ -269,7 +283,7 @@ def test_each_learner_is_confirmed_by_the_other_learners_of_its_bag(monkeypatch)
         others = others[others != index]
         np.testing.assert_array_equal(other_predictions, encoded[others])
     assert ic.poison_rich_components_.tolist() == [-1, -1]
-    assert ic.cluster_findings_ == [{"representations": "findings"}] * 4
+    assert [f["representations"] for f in ic.cluster_findings_] == nothing
     assert ic.mask_.all()
 
 
