@@ -8,7 +8,10 @@ import sklearn_backdoor.incompatibility as incompatibility
 from sklearn_backdoor import BackdoorWarning, IncompatibilityClustering
 from sklearn_backdoor.cluster_vote import (
     ClusterFindings,
+    candidate_members,
+    confirm_candidates,
     flag_poison_clusters,
+    flags_of,
     misread_shares,
     most_cohesive,
 )
@@ -338,3 +341,86 @@ def test_cluster_vote_removes_a_digits_backdoor(poison_fraction, cluster_feature
     n_clean = len(poisoned.y) - len(poisoned.poison_indices)
     assert counts.false_negatives == 0
     assert counts.true_negatives >= 0.93 * n_clean
+
+
+def test_confirm_candidates_judges_each_candidate_by_the_given_readings():
+    clusters = np.array([0, 1, 1, 0, 1, -1])
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    candidates = np.array([[False, True], [False, True]])
+    found = ClusterFindings(
+        clusters, candidates, np.array([0.4, 0.6]), np.zeros((2, 2)), candidates
+    )
+    readings = np.array([[0, 1, 1, 1, 0, 0], [0, 1, 0, 1, 1, 0]])
+    judged = confirm_candidates(found, labels, readings, min_misread=0.5)
+    assert judged.misread[0, 1] == 0.75 and judged.misread[1, 1] == 0.5
+    np.testing.assert_array_equal(judged.confirmed, candidates)
+    stricter = confirm_candidates(found, labels, readings, min_misread=0.6)
+    np.testing.assert_array_equal(stricter.confirmed, [[False, True], [False, False]])
+    flagged, cohesion = flags_of(stricter, labels)
+    assert flagged.tolist() == [False, True, True, False, False, False]
+    assert cohesion == 0.4
+    assert candidate_members([found, stricter], labels).tolist() == [
+        False,
+        True,
+        True,
+        False,
+        True,
+        False,
+    ]
+    np.testing.assert_array_equal(found.confirmed, candidates)
+
+
+@pytest.mark.parametrize(("true_class", "removed"), [(3, True), (8, False)])
+def test_exclusionary_retraining_judges_a_bag_its_learners_could_not(
+    monkeypatch, true_class, removed
+):
+    """Every learner's only candidate is 30 digits labelled 8 that no learner
+    misreads (as when every learner has learned a trigger). The judge, trained
+    without them, misreads them if they are threes (mislabelled: removed) and
+    not if they are eights (a clean sub-style: kept)."""
+    X, y = load_digits_images()
+    y = y.copy()
+    members = np.flatnonzero(y == true_class)[:30]
+    y[members] = 8
+    in_cluster = np.isin(np.arange(len(y)), members)
+
+    def nothing_confirmed(representations, labels, random_state, **kw):
+        clusters = in_cluster.astype(np.int64)
+        candidates = np.zeros((10, 2), dtype=bool)
+        candidates[8, 1] = True
+        found = ClusterFindings(
+            clusters,
+            candidates,
+            np.full(10, 0.5),
+            np.zeros((10, 2)),
+            np.zeros_like(candidates),
+        )
+        return np.zeros(len(labels), dtype=bool), -np.inf, found
+
+    excluded = []
+    judge = IncompatibilityClustering._exclusion_judge
+
+    def recording_judge(self, X_t, y_t, labels, outside, rng):
+        excluded.append(outside.copy())
+        return judge(self, X_t, y_t, labels, outside, rng)
+
+    monkeypatch.setattr(incompatibility, "flag_poison_clusters", nothing_confirmed)
+    monkeypatch.setattr(IncompatibilityClustering, "_exclusion_judge", recording_judge)
+    params = dict(TINY_CLUSTERS, weak_learner_epochs=10, min_votes=1, random_state=0)
+    with pytest.warns(BackdoorWarning, match="removes nothing"):
+        plain = IncompatibilityClustering(**params).fit(X, y)
+    assert plain.mask_.all() and plain.exclusion_judge_ is None
+    assert excluded == []
+    ic = IncompatibilityClustering(exclusionary_retraining=True, **params)
+    if removed:
+        ic.fit(X, y)
+    else:
+        with pytest.warns(BackdoorWarning, match="removes nothing"):
+            ic.fit(X, y)
+    assert len(excluded) == 1
+    np.testing.assert_array_equal(excluded[0], in_cluster)
+    assert ic.exclusion_judged_bags_.tolist() == [True, True]
+    misread = [f["representations"].misread[8, 1] for f in ic.cluster_findings_]
+    assert len(set(misread)) == 1
+    assert (misread[0] >= 0.5) == removed
+    np.testing.assert_array_equal(ic.mask_, ~in_cluster if removed else True)
