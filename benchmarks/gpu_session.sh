@@ -136,14 +136,14 @@ run_stage() {
             --defenses none oracle ispl --scenarios "${PROBE[@]}" "$@"
         ;;
     variants)
-        # The tier's configuration took 204 / 199 s on 2026-12-04, the
-        # cluster vote 124 / 128 s of it on the CPU (cifar10-probe.jsonl).
-        # Again with the vote's clustering on the GPU
+        # The tier's configuration with 30 weak-learner epochs took 204 /
+        # 199 s on 2026-12-04, the cluster vote 124 / 128 s of it on the CPU
+        # (cifar10-probe.jsonl). Again with the vote's clustering on the GPU
         # (sklearn_backdoor.device_clustering), in a file of its own since
-        # the run keys are the same; then with half the weak learners' epochs.
+        # the run keys are the same; then with the tier's 15 epochs.
         local params
-        for params in "$(tier_params)" \
-            "$(tier_params '{"weak_learner_epochs": 15}')"; do
+        for params in "$(tier_params '{"weak_learner_epochs": 30}')" \
+            "$(tier_params)"; do
             grid cifar10-vote-on-gpu.jsonl --grid dlbd --seeds 100 --defenses ispl \
                 --scenarios "${PROBE[@]}" --params "$params" "$@" || return
         done
