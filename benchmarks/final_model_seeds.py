@@ -9,7 +9,9 @@ script poisons a tier scenario exactly as ``run.py`` does and trains the
 final model on all of it (``none``) or on its clean samples (``oracle``)
 once per ``--final-seeds`` seed, appending one JSON line per model with
 clean accuracy, TMR, the seed, seconds, threads, CPU and commit. The final
-seed equal to the scenario's reproduces the tier's own row::
+seed equal to the scenario's is the tier's own draw; it reproduces the
+tier's row only with the library and thread count the row was measured
+with (both are in every record)::
 
     python benchmarks/final_model_seeds.py 7-to-4-pixel-0.1-seed100 \\
         --final-seeds 100 1 2 3 4 --data PATH/TO/cifar10-jpg.zip \\
