@@ -182,8 +182,13 @@ class IncompatibilityClustering(BaseSanitizer):
         trigger's poison between the core sets of a bag, so that every
         learner of the bag has learned the trigger and reads the poison by
         its poisoned label (two-class CIFAR-10 8-to-6, X trigger, 20%:
-        docs/benchmarks.md). Costs one weak learner's training, only in
-        fits where a bag confirmed nothing. Not in the papers.
+        every poisoned image removed, none before). The judge trains
+        without the clean candidates too, so on classes a small network
+        tells apart badly it misreads them as well (on cat / dog, 75% of a
+        clean cluster of 1,423 cats, which stood beside the poison and lost
+        only on cohesion; docs/benchmarks.md). Costs one weak learner's
+        training, only in fits where a bag confirmed nothing. Not in the
+        papers.
     vote_rounds : int, default=1
         Votes in all. Every vote after the first retrains each weak learner,
         a fresh network, on the samples of its core set that the previous
