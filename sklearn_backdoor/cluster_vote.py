@@ -39,7 +39,11 @@ only if the other learners misread at least ``min_misread`` of its members
 readings, for two classes). On the two-class CIFAR-10 tier the clean
 core set's learner misread 56-86% of the poisoned images, and 4.7-8.9%
 of the clusters the poison-rich learner flagged on 3-to-7 X and 3-to-5
-ell, which were 1,152-1,501 clean cats and no poison.
+ell, which were 1,152-1,501 clean cats and no poison. Where every learner
+of a bag has learned the trigger, none misreads the poison, and a network
+trained without every candidate can judge instead
+(:func:`confirm_candidates` with its readings,
+``IncompatibilityClustering(exclusionary_retraining=True)``).
 """
 
 from typing import NamedTuple
