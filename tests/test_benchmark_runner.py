@@ -1244,3 +1244,12 @@ def test_vote_rules_replay_chen_ratio_needs_one_other_class_to_outnumber_the_lab
     assert not replay.confirmed(fit, 0, members, label, "others", "chen")
     fit["votes"][2] = [0, 0, 0, 2]
     assert replay.confirmed(fit, 0, members, label, "others", "chen")
+
+
+def test_final_model_seeds_trains_the_tiers_undefended_run():
+    seeds = load_script("final_model_seeds")
+    run = seeds.tier_run("7-to-4-pixel-0.1-seed100")
+    assert (run.grid, run.defense, run.seed) == ("cifar10-two-class", "none", 100)
+    assert (run.net, run.final_epochs) == ("fast_cpu", 20)
+    with pytest.raises(ValueError, match="7-to-4-pixel-0.1-seed1000"):
+        seeds.tier_run("7-to-4-pixel-0.1-seed1000")
