@@ -703,17 +703,7 @@ class IncompatibilityClustering(BaseSanitizer):
         candidate clusters of every learner), reads a poisoned cluster as
         its source class and a clean sub-style of a class as its label."""
         rows = _at_least_two(np.flatnonzero(~excluded), np.arange(len(y)))
-        return self._train_trimmed(
-            self._new_net(rng),
-            X_t,
-            y_t,
-            y,
-            rows,
-            epochs=self.weak_learner_epochs,
-            trim=self.weak_learner_trim,
-            warm_start=False,
-            title=self._progress("exclusionary judge"),
-        )
+        return self._train_weak_learner(X_t, y_t, y, rows, rng, "exclusionary judge")
 
     def _clustered_features(self, net, X_t, y, representations=None):
         """``(name, features)`` of each of ``net``'s features that the cluster
@@ -740,7 +730,13 @@ class IncompatibilityClustering(BaseSanitizer):
             trim = self.weak_learner_trim
         return [
             self._train_weak_learner(
-                X_t, y_t, y, _at_least_two(core[keep[core]], core), rng, index, trim
+                X_t,
+                y_t,
+                y,
+                _at_least_two(core[keep[core]], core),
+                rng,
+                f"weak learner {index + 1}",
+                trim,
             )
             for index, core in enumerate(self.components_)
         ]
@@ -783,7 +779,9 @@ class IncompatibilityClustering(BaseSanitizer):
                     X_t, y_t, y, active, target, start_from_half, rng
                 )
             with Stopwatch(self.device_) as weak_training:
-                weak = self._train_weak_learner(X_weak, y_t, y, core, rng, index)
+                weak = self._train_weak_learner(
+                    X_weak, y_t, y, core, rng, f"weak learner {index + 1}"
+                )
             learners.append((core, weak, (search.seconds, weak_training.seconds)))
             active[core] = False
         return learners
@@ -822,9 +820,10 @@ class IncompatibilityClustering(BaseSanitizer):
             train_idx = active_idx[keep & sampled]
         return active_idx[keep]
 
-    def _train_weak_learner(self, X_t, y_t, y, core, rng, index, trim=None):
-        """A fresh network trained on core set ``core`` (its vote), trimmed
-        by ``trim`` (``weak_learner_trim`` when None)."""
+    def _train_weak_learner(self, X_t, y_t, y, core, rng, name, trim=None):
+        """A fresh network trained on the rows ``core`` (a core set, for its
+        vote), trimmed by ``trim`` (``weak_learner_trim`` when None);
+        ``name`` titles its progress bar."""
         return self._train_trimmed(
             self._new_net(rng),
             X_t,
@@ -834,7 +833,7 @@ class IncompatibilityClustering(BaseSanitizer):
             epochs=self.weak_learner_epochs,
             trim=self.weak_learner_trim if trim is None else trim,
             warm_start=False,
-            title=self._progress(f"weak learner {index + 1}"),
+            title=self._progress(name),
         )
 
     def _train_trimmed(
