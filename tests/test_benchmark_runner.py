@@ -1253,3 +1253,44 @@ def test_final_model_seeds_trains_the_tiers_undefended_run():
     assert (run.net, run.final_epochs) == ("fast_cpu", 20)
     with pytest.raises(ValueError, match="7-to-4-pixel-0.1-seed1000"):
         seeds.tier_run("7-to-4-pixel-0.1-seed1000")
+
+
+def test_compatibility_judge_reads_the_rest_of_each_judged_candidates_class(
+    poisoned_digits, monkeypatch
+):
+    from sklearn_backdoor import incompatibility
+
+    judge = load_script("compatibility_judge")
+    # Judge every bag that has a candidate, confirmed or not.
+    monkeypatch.setattr(
+        incompatibility,
+        "_only_unconfirmed",
+        lambda found: any(f.candidates.any() for f in found),
+    )
+    judge.CompatibilityProbe.is_poison = poisoned_digits.is_poison
+    probe = judge.CompatibilityProbe(
+        vote="clusters",
+        exclusionary_retraining=True,
+        n_components=2,
+        warmup_epochs=1,
+        epochs_per_iteration=1,
+        weak_learner_epochs=2,
+        self_training=False,
+        augment_scoring=False,
+        random_state=0,
+    ).fit(poisoned_digits.X, poisoned_digits.y)
+    rows = probe.compatibility_rows_
+    assert rows and probe.exclusion_judged_bags_.any()
+    y = poisoned_digits.y
+    for row in rows:
+        found = probe.cluster_findings_[row["learner"]][row["feature"]]
+        assert probe.exclusion_judged_bags_[row["bag"]]
+        members = [
+            (found.clusters == k) & (y == row["label"])
+            for k in np.flatnonzero(found.candidates[row["label"]])
+        ]
+        match = [m for m in members if m.sum() == row["size"]]
+        assert match, row
+        assert row["poisoned"] == (match[0] & poisoned_digits.is_poison).sum()
+        assert 0 < row["n_rest"] < (y == row["label"]).sum()
+        assert 0 <= row["rest_read_as_label"] <= 1
