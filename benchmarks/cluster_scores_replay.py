@@ -20,6 +20,12 @@ several ways:
   single most voted other class (a poisoned digit should be read as its
   source class), and ``concentration_x_misread``, the product of the two.
 
+- ``incompatibility`` (with ``--compatibility``): paper 001's test, one
+  minus the share of the rest of its class that a network trained on the
+  candidate and every sample of the other classes (classes balanced by
+  oversampling; ``--compatibility-epochs``) reads as the candidate's label.
+  Near-duplicate candidates (Jaccard at least 0.8) share one network.
+
 A candidate is *pure poison* if it holds at least 90% of the poisoned
 samples and at least 80% of its members are poisoned. One JSON line per
 scenario: whether a pure poison candidate exists, and for each score
@@ -31,7 +37,11 @@ pure poison candidate outscores every candidate without poison
         --fractions 0.2 --out benchmarks/results/digits-cluster-scores.jsonl
 
 A fit takes 28-54 s at one torch thread; an existing cache file is not
-refitted.
+refitted. ``--compatibility`` trains one more network per group of
+near-duplicate candidates (about 2-4 s each on digits) and adds, per
+scenario, the pure poison candidates' readings and how many groups without
+poison the rest of their class reads as their label less than half the
+time (``clean_groups_incompatible``, of ``n_clean_groups``).
 """
 
 import argparse
@@ -44,7 +54,8 @@ from environment import STARTED_AT_COMMIT, cpu_model
 from run import make_sanitizer, poisoned_data
 from vote_rules_replay import digits_runs
 
-from sklearn_backdoor.incompatibility import in_core_sets
+from sklearn_backdoor import NetworkClassifier
+from sklearn_backdoor.incompatibility import in_core_sets, oversample_to_balance
 
 CANDIDATE_SEARCH = dict(
     vote="clusters",
@@ -55,6 +66,7 @@ CANDIDATE_SEARCH = dict(
 )
 KINDS = ("representations", "saliency")
 RECURRENCE_JACCARD = 0.6
+NEAR_DUPLICATE_JACCARD = 0.8
 
 
 def cache_candidates(run, path):
@@ -131,9 +143,47 @@ SCORES = (
 )
 
 
-def scenario_record(run, cache):
-    """The JSON line of one scenario."""
+def near_duplicate_groups(members, threshold=NEAR_DUPLICATE_JACCARD):
+    """Each candidate's group: the index of the first (largest first) candidate
+    whose members it shares with Jaccard similarity at least ``threshold``."""
+    sizes = members.sum(axis=1)
+    overlap = members.astype(np.int32) @ members.T.astype(np.int32)
+    jaccard = overlap / (sizes[:, None] + sizes[None, :] - overlap)
+    group = np.full(len(members), -1)
+    for index in np.argsort(-sizes, kind="stable"):
+        if group[index] < 0:
+            group[(group < 0) & (jaccard[index] >= threshold)] = index
+    return group
+
+
+def compatibility_readings(run, cache, epochs):
+    """Per candidate: the share of the rest of its class read as its label by
+    a network trained on it and the other classes (one per group)."""
+    poisoned, _, _, _ = poisoned_data(run, None, "cpu", lambda _, f, *a: f(*a))
+    members, y = cache["members"], cache["y"]
+    labels = cache["meta"][:, 3].astype(int)
+    group = near_duplicate_groups(members)
+    rng = np.random.RandomState(0)
+    readings = np.zeros(len(members))
+    for representative in np.unique(group):
+        cluster, label = members[representative], labels[representative]
+        rows = oversample_to_balance(np.flatnonzero(cluster | (y != label)), y, rng)
+        model = NetworkClassifier(run.net, epochs=epochs, random_state=0, device="cpu")
+        model.fit(poisoned.X[rows], y[rows])
+        rest = (y == label) & ~cluster
+        readings[group == representative] = (
+            model.predict(poisoned.X[rest]) == label
+        ).mean()
+    return readings, group
+
+
+def scenario_record(run, cache, compatibility=None):
+    """The JSON line of one scenario; ``compatibility`` is
+    :func:`compatibility_readings`' result, or None."""
     scores, pure, clean = candidate_scores(cache)
+    if compatibility is not None:
+        readings, group = compatibility
+        scores["incompatibility"] = 1 - readings
     record = {
         "scenario": run.scenario,
         "n_poisoned": int(cache["poison"].sum()),
@@ -146,6 +196,16 @@ def scenario_record(run, cache):
         record[f"{name}_separates"] = bool(
             pure.any() and score[pure].max() > score[clean].max()
         )
+    if compatibility is not None:
+        clean_groups = np.unique(group[clean])
+        record |= {
+            "pure_poison_readings": sorted(set(np.round(readings[pure], 3).tolist())),
+            "n_clean_groups": len(clean_groups),
+            "clean_groups_incompatible": int((readings[clean_groups] < 0.5).sum()),
+            "clean_readings_lowest": np.round(
+                np.sort(readings[clean_groups])[:5], 3
+            ).tolist(),
+        }
     return record
 
 
@@ -154,6 +214,9 @@ def main(argv=None):
     parser.add_argument("--cache", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.2])
+    parser.add_argument("--scenarios", nargs="+", help="only these scenarios")
+    parser.add_argument("--compatibility", action="store_true")
+    parser.add_argument("--compatibility-epochs", type=int, default=20)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     os.makedirs(args.cache, exist_ok=True)
@@ -161,13 +224,23 @@ def main(argv=None):
         run
         for run in digits_runs(CANDIDATE_SEARCH)
         if any(run.scenario.endswith(f"-{fraction:g}") for fraction in args.fractions)
+        and (args.scenarios is None or run.scenario in args.scenarios)
     ]
     with open(args.out, "w") as out:
         for run in runs:
             path = os.path.join(args.cache, f"{run.scenario}.npz")
             if not os.path.exists(path):
                 cache_candidates(run, path)
-            record = scenario_record(run, np.load(path))
+            cache = np.load(path)
+            compatibility = None
+            if args.compatibility:
+                compatibility = compatibility_readings(
+                    run, cache, args.compatibility_epochs
+                )
+            record = scenario_record(run, cache, compatibility)
+            record["compatibility_epochs"] = (
+                args.compatibility_epochs if args.compatibility else None
+            )
             record |= {"commit": STARTED_AT_COMMIT, "cpu_model": cpu_model()}
             out.write(json.dumps(record) + "\n")
             print(json.dumps(record), flush=True)
@@ -179,7 +252,9 @@ def summarise(path):
     records = [json.loads(line) for line in open(path)]
     print(f"{len(records)} scenarios, a pure poison candidate in", end=" ")
     print(sum(r["n_pure_poison"] > 0 for r in records))
-    for name in SCORES:
+    for name in [*SCORES, "incompatibility"]:
+        if f"{name}_top" not in records[0]:
+            continue
         top = sum(r[f"{name}_top"] for r in records)
         separates = sum(r[f"{name}_separates"] for r in records)
         print(f"{name}: top candidate pure poison {top}, separates {separates}")

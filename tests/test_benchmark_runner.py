@@ -1294,3 +1294,13 @@ def test_compatibility_judge_reads_the_rest_of_each_judged_candidates_class(
         assert row["poisoned"] == (match[0] & poisoned_digits.is_poison).sum()
         assert 0 < row["n_rest"] < (y == row["label"]).sum()
         assert 0 <= row["rest_read_as_label"] <= 1
+
+
+def test_near_duplicate_candidates_share_the_largest_ones_group():
+    scores = load_script("cluster_scores_replay")
+    members = np.zeros((4, 10), dtype=bool)
+    members[0, :5] = True  # the largest
+    members[1, :4] = True  # Jaccard 0.8 with the first
+    members[2, :3] = True  # 0.6 with the first, 0.75 with the second
+    members[3, 5:8] = True  # disjoint
+    assert scores.near_duplicate_groups(members).tolist() == [0, 0, 2, 3]
