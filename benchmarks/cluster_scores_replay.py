@@ -101,15 +101,20 @@ def cache_candidates(run, path):
     )
 
 
+def jaccard_similarities(members):
+    """``(n, n)``: the Jaccard similarity of every pair of member masks."""
+    overlap = members.astype(np.int32) @ members.T.astype(np.int32)
+    sizes = members.sum(axis=1)
+    return overlap / (sizes[:, None] + sizes[None, :] - overlap)
+
+
 def candidate_scores(cache):
     """Each score of each candidate, and which candidates are pure poison or
     hold no poison at all."""
     meta, members = cache["meta"], cache["members"]
     core, votes, y, poison = cache["core"], cache["votes"], cache["y"], cache["poison"]
     wrong = votes != y[None, :]
-    overlap = members.astype(np.int32) @ members.T.astype(np.int32)
-    sizes = members.sum(axis=1)
-    jaccard = overlap / (sizes[:, None] + sizes[None, :] - overlap)
+    jaccard = jaccard_similarities(members)
     learners = meta[:, 0].astype(int)
     scores = {name: np.zeros(len(meta)) for name in SCORES}
     scores["misread_by_bag"] = meta[:, 4]
@@ -129,7 +134,7 @@ def candidate_scores(cache):
         scores["misread_concentration"][index] = concentration
         scores["concentration_x_misread"][index] = concentration * misread_votes.mean()
     held = (members & poison[None, :]).sum(axis=1)
-    pure = (held >= 0.9 * poison.sum()) & (held >= 0.8 * sizes)
+    pure = (held >= 0.9 * poison.sum()) & (held >= 0.8 * members.sum(axis=1))
     return scores, pure, held == 0
 
 
@@ -147,8 +152,7 @@ def near_duplicate_groups(members, threshold=NEAR_DUPLICATE_JACCARD):
     """Each candidate's group: the index of the first (largest first) candidate
     whose members it shares with Jaccard similarity at least ``threshold``."""
     sizes = members.sum(axis=1)
-    overlap = members.astype(np.int32) @ members.T.astype(np.int32)
-    jaccard = overlap / (sizes[:, None] + sizes[None, :] - overlap)
+    jaccard = jaccard_similarities(members)
     group = np.full(len(members), -1)
     for index in np.argsort(-sizes, kind="stable"):
         if group[index] < 0:
