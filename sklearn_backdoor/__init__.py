@@ -9,6 +9,7 @@ from sklearn_backdoor.activation_clustering import ActivationClusteringFilter
 from sklearn_backdoor.adaptive import adaptive_backdoor
 from sklearn_backdoor.augmentation import RandomCropFlip
 from sklearn_backdoor.base import BaseSanitizer
+from sklearn_backdoor.chain import SanitizerChain
 from sklearn_backdoor.classifier import NetworkClassifier
 from sklearn_backdoor.clean_label import clean_label_backdoor
 from sklearn_backdoor.compatibility import compatibility_gap, self_expansion_error
@@ -33,6 +34,7 @@ __all__ = [
     "NoisyLabelMinimaxTrainer",
     "Pipeline",
     "RandomCropFlip",
+    "SanitizerChain",
     "SanitizerMixin",
     "SanitizerSampler",
     "SpectralSignatureFilter",

@@ -44,6 +44,13 @@ of a bag has learned the trigger, none misreads the poison, and a network
 trained without every candidate can judge instead
 (:func:`confirm_candidates` with its readings,
 ``IncompatibilityClustering(exclusionary_retraining=True)``).
+
+With more than two classes, a clean sub-style the other learners find hard
+is misread too, but spread over several classes, while a poisoned cluster
+is read as its one source class. ``min_other_class_ratio`` asks for that:
+the single most-read other class must be read more than that many times as
+often as the label (:func:`other_class_ratios`; Chen et al.'s ratio of
+other-class to own-label readings, whose threshold is 1).
 """
 
 from typing import NamedTuple
@@ -101,6 +108,7 @@ def flag_poison_clusters(
     silhouette_threshold=SILHOUETTE_THRESHOLD,
     other_predictions=None,
     min_misread=MIN_MISREAD,
+    min_other_class_ratio=None,
     return_findings=False,
 ):
     """Samples in a small, cohesive 2-means cluster of their class.
@@ -130,6 +138,10 @@ def flag_poison_clusters(
         ...these networks misread at least this share of its members'
         labels (:func:`misread_shares`). Ignored without
         ``other_predictions`` or when 0.
+    min_other_class_ratio : float or None, default=None
+        ...and, unless None, read their single most-read other class more
+        than this many times as often as their label
+        (:func:`other_class_ratios`). Ignored without ``other_predictions``.
     return_findings : bool, default=False
         Whether to return the clusters and their scores as well.
 
@@ -169,7 +181,9 @@ def flag_poison_clusters(
         all_clusters, poison, silhouettes, np.full(poison.shape, np.nan), poison.copy()
     )
     if other_predictions is not None:
-        findings = confirm_candidates(findings, labels, other_predictions, min_misread)
+        findings = confirm_candidates(
+            findings, labels, other_predictions, min_misread, min_other_class_ratio
+        )
     flagged, cohesion = flags_of(findings, labels)
     flagged |= ~finite
     if not return_findings:
@@ -177,7 +191,9 @@ def flag_poison_clusters(
     return flagged, cohesion, findings
 
 
-def confirm_candidates(findings, labels, predictions, min_misread=MIN_MISREAD):
+def confirm_candidates(
+    findings, labels, predictions, min_misread=MIN_MISREAD, min_other_class_ratio=None
+):
     """Judge the candidate clusters of ``findings`` by other networks' readings.
 
     Parameters
@@ -191,6 +207,10 @@ def confirm_candidates(findings, labels, predictions, min_misread=MIN_MISREAD):
     min_misread : float, default=0.5
         A candidate stands if these networks misread at least this share
         of its members' labels; 0 confirms every candidate.
+    min_other_class_ratio : float or None, default=None
+        Unless None, a candidate also needs the single other class these
+        networks read most among its members to be read more than this many
+        times as often as its label (:func:`other_class_ratios`).
 
     Returns
     -------
@@ -205,6 +225,11 @@ def confirm_candidates(findings, labels, predictions, min_misread=MIN_MISREAD):
     confirmed = findings.candidates.copy()
     if min_misread > 0:
         confirmed &= shares >= min_misread
+    if min_other_class_ratio is not None:
+        ratios = other_class_ratios(
+            findings.clusters[rows], labels[rows], np.asarray(predictions)[:, rows]
+        )
+        confirmed &= ratios > min_other_class_ratio
     return findings._replace(misread=shares, confirmed=confirmed)
 
 
@@ -295,6 +320,55 @@ def misread_shares(clusters, labels, predictions):
     with np.errstate(invalid="ignore", divide="ignore"):
         shares = misses / counts
     return shares.reshape(n_classes, 2)
+
+
+def other_class_ratios(clusters, labels, predictions):
+    """How many times more often each cluster is read as one other class
+    than as its label.
+
+    Parameters
+    ----------
+    clusters : ndarray of int, shape (n_samples,)
+        Cluster (0 or 1) of each sample within its class.
+    labels : ndarray of int, shape (n_samples,)
+        Encoded labels (0..K-1).
+    predictions : ndarray of int, shape (n_networks, n_samples)
+        Each network's encoded prediction of each sample.
+
+    Returns
+    -------
+    ratios : ndarray of float, shape (n_classes, 2)
+        ``ratios[c, j]``: among the readings of cluster ``j`` of class ``c``
+        by every network, the count of the most-read class other than ``c``
+        divided by the count of ``c``; ``inf`` when ``c`` is never read and
+        another class is, NaN for an empty cluster or without networks.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_backdoor.cluster_vote import other_class_ratios
+    >>> clusters = np.array([0, 0, 0, 0, 1, 1])
+    >>> labels = np.array([0, 0, 0, 0, 0, 0])
+    >>> predictions = np.array([[0, 1, 1, 2, 0, 0], [0, 1, 2, 1, 1, 1]])
+    >>> other_class_ratios(clusters, labels, predictions).round(2).tolist()
+    [[2.0, 1.0]]
+    """
+    clusters = np.asarray(clusters, dtype=np.int64)
+    labels = np.asarray(labels, dtype=np.int64)
+    predictions = np.asarray(predictions, dtype=np.int64)
+    n_classes = int(max(labels.max(initial=-1), predictions.max(initial=-1))) + 1
+    n_label_classes = int(labels.max()) + 1 if len(labels) else 0
+    cell = np.broadcast_to(labels * 2 + clusters, predictions.shape).ravel()
+    counts = np.zeros((2 * n_label_classes, max(n_classes, 1)))
+    np.add.at(counts, (cell, predictions.ravel()), 1)
+    own = counts[np.arange(2 * n_label_classes), np.arange(2 * n_label_classes) // 2]
+    others = counts.copy()
+    others[np.arange(2 * n_label_classes), np.arange(2 * n_label_classes) // 2] = 0
+    top_other = others.max(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratios = top_other / own
+    ratios[counts.sum(axis=1) == 0] = np.nan
+    return ratios.reshape(n_label_classes, 2)
 
 
 def most_cohesive(candidates):

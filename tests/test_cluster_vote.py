@@ -14,6 +14,7 @@ from sklearn_backdoor.cluster_vote import (
     flags_of,
     misread_shares,
     most_cohesive,
+    other_class_ratios,
 )
 from sklearn_backdoor.datasets import load_digits_images
 from sklearn_backdoor.metrics import removal_counts
@@ -424,3 +425,60 @@ def test_exclusionary_retraining_judges_a_bag_its_learners_could_not(
     assert len(set(misread)) == 1
     assert (misread[0] >= 0.5) == removed
     np.testing.assert_array_equal(ic.mask_, ~in_cluster if removed else True)
+
+
+def test_other_class_ratios_compare_the_most_read_other_class_with_the_label():
+    clusters = np.array([0, 0, 0, 0, 1, 1, 0, 0])
+    labels = np.array([0, 0, 0, 0, 0, 0, 1, 1])
+    readings = np.array([[0, 1, 1, 2, 0, 0, 1, 0], [0, 1, 2, 1, 1, 1, 1, 0]])
+    ratios = other_class_ratios(clusters, labels, readings)
+    assert ratios[0].tolist() == [2.0, 1.0]
+    assert ratios[1, 0] == 2 / 2 and np.isnan(ratios[1, 1])
+    never_own = other_class_ratios(clusters[:1], labels[:1], np.array([[2]]))
+    assert never_own[0, 0] == np.inf
+
+
+def test_a_cluster_misread_as_several_classes_stands_by_share_not_by_ratio():
+    # Class 0's small cluster is misread 4 times in 6, as 1, 2 and 3 (a clean
+    # sub-style the others find hard); class 1's as class 0 alone (poison).
+    clusters = np.array([0, 0, 1, 1, 1, 0, 0, 1, 1, 1])
+    labels = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
+    readings = np.array(
+        [[0, 0, 0, 1, 2, 1, 1, 0, 0, 0], [0, 0, 0, 1, 3, 1, 1, 0, 0, 1]]
+    )
+    candidates = np.array([[False, True], [False, True]])
+    found = ClusterFindings(
+        clusters, candidates, np.array([0.5, 0.5]), np.zeros((2, 2)), candidates
+    )
+    by_share = confirm_candidates(found, labels, readings, min_misread=0.5)
+    np.testing.assert_array_equal(by_share.confirmed, candidates)
+    by_ratio = confirm_candidates(
+        found, labels, readings, min_misread=0.5, min_other_class_ratio=1.0
+    )
+    np.testing.assert_array_equal(by_ratio.confirmed, [[False, False], [False, True]])
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    readings=st.lists(st.integers(0, 3), min_size=4, max_size=40),
+    n_networks=st.integers(1, 4),
+)
+def test_a_ratio_over_one_means_most_readings_miss_the_label(readings, n_networks):
+    n = len(readings) // n_networks
+    if n == 0:
+        return
+    predictions = np.array(readings[: n * n_networks]).reshape(n_networks, n)
+    clusters = np.zeros(n, dtype=int)
+    labels = np.zeros(n, dtype=int)
+    ratio = other_class_ratios(clusters, labels, predictions)[0, 0]
+    share = misread_shares(clusters, labels, predictions)[0, 0]
+    if ratio > 1:
+        assert share > 0.5
+    if share <= 0.5:
+        assert ratio <= 1
+
+
+def test_a_negative_ratio_is_refused_by_name():
+    X, y = load_digits_images(return_X_y=True)
+    with pytest.raises(ValueError, match="min_other_class_ratio"):
+        IncompatibilityClustering(min_other_class_ratio=-1.0).fit(X[:40], y[:40])

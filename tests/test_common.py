@@ -32,6 +32,7 @@ from sklearn_backdoor import (
     NetworkClassifier,
     NoisyLabelMinimaxTrainer,
     Pipeline,
+    SanitizerChain,
     SanitizerSampler,
     SpectralSignatureFilter,
 )
@@ -62,6 +63,7 @@ INIT_PARAMS = {
     NetworkClassifier: dict(epochs=3, **TINY),
     NoisyLabelMinimaxTrainer: dict(epochs=2, batch_size=16, lr=1e-2, **TINY),
     Pipeline: dict(steps=[("clean", TINY_SANITIZER), ("clf", LogisticRegression())]),
+    SanitizerChain: dict(steps=[("first", TINY_SANITIZER), ("second", TINY_SANITIZER)]),
     SanitizerSampler: dict(sanitizer=TINY_SANITIZER),
     SpectralSignatureFilter: dict(epochs=1, **TINY),
 }
