@@ -27,6 +27,7 @@ from pathlib import Path
 from grids import (
     ACTIVATION_CLUSTERING,
     ISPL,
+    ISPL_CHAIN,
     ITLM,
     MINIMAX_DEFENSES,
     MINIMAX_PREFIX,
@@ -56,7 +57,7 @@ ATTACK_TITLES = {
     "adaptive-dlbd-1-to-1": "Adaptive attacker (dirty-label 1-to-1, poison spread "
     "over ISPL's partition)",
 }
-DEFENSE_ORDER = (ORACLE, NO_DEFENSE, *SANITIZERS, *MINIMAX_DEFENSES)
+DEFENSE_ORDER = (ORACLE, NO_DEFENSE, *SANITIZERS, ISPL_CHAIN, *MINIMAX_DEFENSES)
 # Paper 001's names; the minimax variants keep theirs.
 DEFENSE_LABELS = {
     ORACLE: "Oracle",
@@ -65,6 +66,7 @@ DEFENSE_LABELS = {
     ACTIVATION_CLUSTERING: "AC",
     ITLM: "ITLM",
     ISPL: "ISPL+B",
+    ISPL_CHAIN: "ISPL+B, cluster vote first",
 }
 SUCCESS_THRESHOLD = 0.01
 

@@ -43,9 +43,11 @@ from environment import (
 )
 from grids import (
     ACTIVATION_CLUSTERING,
+    CLUSTER_FIRST_ISPL_PARAMS,
     DEFENSES,
     GRIDS,
     ISPL,
+    ISPL_CHAIN,
     ITLM,
     MINIMAX_DEFENSES,
     NO_DEFENSE,
@@ -67,6 +69,7 @@ from sklearn_backdoor import (
     ITLMFilter,
     NetworkClassifier,
     NoisyLabelMinimaxTrainer,
+    SanitizerChain,
     SpectralSignatureFilter,
 )
 from sklearn_backdoor.datasets import load_cifar10, load_digits_images
@@ -78,11 +81,30 @@ from sklearn_backdoor.metrics import (
 )
 from sklearn_backdoor.training import Stopwatch
 
+
+def ispl_chain(net="auto", random_state=None, device="auto", **params):
+    """ISPL+B's cluster vote (``CLUSTER_FIRST_ISPL_PARAMS``), then ISPL+B's
+    defaults on what it kept, as one sanitizer; ``params`` are the chain's
+    (``clusters__<name>``, ``labels__<name>``)."""
+    common = dict(net=net, random_state=random_state, device=device)
+    chain = SanitizerChain(
+        [
+            (
+                "clusters",
+                IncompatibilityClustering(**common, **CLUSTER_FIRST_ISPL_PARAMS),
+            ),
+            ("labels", IncompatibilityClustering(**common)),
+        ]
+    )
+    return chain.set_params(**params)
+
+
 SANITIZER_CLASSES = {
     SPECTRAL_SIGNATURES: SpectralSignatureFilter,
     ACTIVATION_CLUSTERING: ActivationClusteringFilter,
     ITLM: ITLMFilter,
     ISPL: IncompatibilityClustering,
+    ISPL_CHAIN: ispl_chain,
 }
 
 
@@ -328,6 +350,8 @@ def defense_diagnostics(defense, poisoned):
     """
     if defense is None:
         return {}
+    if hasattr(defense, "removed_by_"):
+        return chain_diagnostics(defense, poisoned)
     diagnostics = {}
     if hasattr(defense, "phase_seconds_"):
         diagnostics["phase_seconds"] = dict(defense.phase_seconds_)
@@ -388,14 +412,45 @@ def defense_diagnostics(defense, poisoned):
     return diagnostics
 
 
+def chain_diagnostics(chain, poisoned):
+    """A :class:`SanitizerChain`'s clean and poisoned samples removed by each
+    step (``steps_fp_tp``), and each step's phase seconds."""
+    is_poison = poisoned.is_poison
+    return {
+        "steps": [name for name, _ in chain.steps_],
+        "steps_fp_tp": [
+            [
+                int(((chain.removed_by_ == index) & ~is_poison).sum()),
+                int(((chain.removed_by_ == index) & is_poison).sum()),
+            ]
+            for index in range(len(chain.steps_))
+        ],
+        "phase_seconds": {
+            f"{name}_{phase}": seconds
+            for name, step in chain.steps_
+            for phase, seconds in getattr(step, "phase_seconds_", {}).items()
+        },
+    }
+
+
 def estimator_params(estimator):
+    """The estimator's parameters as JSON values; a chain's are its steps'
+    (``<step>__<name>``)."""
     if estimator is None:
         return {}
+    if isinstance(estimator, SanitizerChain):
+        params = {
+            name: value
+            for name, value in estimator.get_params(deep=True).items()
+            if "__" in name
+        }
+    else:
+        params = estimator.get_params(deep=False)
     return {
         name: value
         if isinstance(value, (int, float, str, bool, type(None)))
         else repr(value)
-        for name, value in estimator.get_params(deep=False).items()
+        for name, value in params.items()
     }
 
 

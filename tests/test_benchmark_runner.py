@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sklearn_backdoor import IncompatibilityClustering
+
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 REQUIRED_FIELDS = {
     "key",
@@ -93,8 +95,11 @@ def test_run_keys_are_stable_and_unique(runner, grid, preset):
 
 
 def test_grid_sizes(runner):
-    # 9 digits scenarios x 6 defenses + 5 minimax variants on the label flip.
-    assert len(runner.build_grid("digits")) == 59
+    # 9 digits scenarios x 7 defenses (paper 001's six and ISPL+B chained
+    # after its cluster vote) + 5 minimax variants on the label flip.
+    assert len(runner.build_grid("digits")) == 68
+    # 120 scenarios x none, ISPL+B and the chain.
+    assert len(runner.build_grid("digits-robust")) == 360
     # 24 reference scenarios x 3 seeds x 6 defenses.
     assert len(runner.build_grid("dlbd")) == 432
     paper = runner.build_grid("paper002", preset="paper")
@@ -143,9 +148,9 @@ def test_every_run_names_a_registered_scenario_and_defense(runner, grids, preset
 
 
 def test_runner_and_report_know_every_defense(runner, report, grids):
-    assert set(runner.SANITIZER_CLASSES) == set(grids.SANITIZERS)
+    assert set(runner.SANITIZER_CLASSES) == {*grids.SANITIZERS, grids.ISPL_CHAIN}
     assert set(report.DEFENSE_ORDER) == set(grids.DEFENSES)
-    assert set(report.DEFENSE_LABELS) == set(grids.PAPER001_DEFENSES)
+    assert set(report.DEFENSE_LABELS) == {*grids.PAPER001_DEFENSES, grids.ISPL_CHAIN}
     with pytest.raises(SystemExit):
         runner.parse_arguments(
             ["--grid", "digits", "--out", "x", "--defenses", "ispl", "spectral"]
@@ -250,7 +255,7 @@ def test_digits_robust_grid_puts_the_trigger_in_each_corner(
 ):
     runs = runner.build_grid("digits-robust")
     scenarios = {run.scenario for run in runs}
-    assert len(scenarios) == 120 and len(runs) == 240
+    assert len(scenarios) == 120 and len(runs) == 360
     assert {s.split("-")[1] for s in scenarios} == {"tl", "tr", "bl", "br"}
     X, y = runner.load_digits_images()
     poisoned, params = grids.make_poisoned(f"digits-{corner}-9-to-6-0.2", X, y, 0)
@@ -1304,3 +1309,17 @@ def test_near_duplicate_candidates_share_the_largest_ones_group():
     members[2, :3] = True  # 0.6 with the first, 0.75 with the second
     members[3, 5:8] = True  # disjoint
     assert scores.near_duplicate_groups(members).tolist() == [0, 0, 2, 3]
+
+
+def test_the_chain_defense_runs_the_cluster_vote_then_the_defaults(runner):
+    chain = runner.ispl_chain(random_state=3, labels__self_training_trim=0.1)
+    clusters, labels = (step for _, step in chain.steps)
+    assert clusters.get_params()["min_other_class_ratio"] == 1.0
+    assert clusters.random_state == labels.random_state == 3
+    assert labels.self_training_trim == 0.1
+    assert labels.get_params() == {
+        **IncompatibilityClustering(net="auto", random_state=3).get_params(),
+        "self_training_trim": 0.1,
+    }
+    params = runner.estimator_params(chain)
+    assert params["clusters__n_components"] == 2 and params["labels__n_components"] == 8
