@@ -58,9 +58,9 @@ TIER_VOTE_PARAMS = {
 FINDINGS = ("clusters", "candidates", "silhouettes", "confirmed")
 
 
-def digits_runs(params):
-    """The ISPL+B runs of the digits-robust grid with ``params``."""
-    argv = ["--grid", "digits-robust", "--defenses", "ispl", "--out", os.devnull]
+def digits_runs(params, grid="digits-robust"):
+    """The ISPL+B runs of a digits grid with ``params``."""
+    argv = ["--grid", grid, "--defenses", "ispl", "--out", os.devnull]
     return grid_runs(parse_arguments([*argv, "--params", json.dumps(params)]))
 
 
@@ -146,7 +146,8 @@ def confirmed(fit, learner, members, label, confirm_by, ratio):
     ``ratio="misread"``: at least half the readings miss the label (the
     estimator's ``min_misread=0.5``); ``"chen"``: the most read other class
     is read more often than the label (Chen et al.'s exclusionary
-    reclassification with threshold 1).
+    reclassification with threshold 1); a number ``t``: more than ``t``
+    times as often (the estimator's ``min_other_class_ratio=t``).
     """
     chosen, eligible = readers(fit, learner, members, confirm_by)
     readings = fit["votes"][chosen][:, members][eligible]
@@ -156,7 +157,8 @@ def confirmed(fit, learner, members, label, confirm_by, ratio):
     if ratio == "misread":
         return readings.size - own >= 0.5 * readings.size
     others = np.bincount(readings[readings != label], minlength=1)
-    return int(others.max()) > own
+    threshold = 1 if ratio == "chen" else ratio
+    return int(others.max()) > threshold * own
 
 
 def bag_cluster_flags(fit, bag, confirm_by="others", ratio="misread", every=False):
@@ -187,10 +189,11 @@ def bag_cluster_flags(fit, bag, confirm_by="others", ratio="misread", every=Fals
     return flags
 
 
-def cluster_vote(fit, **rule):
-    """Keep mask of the cluster vote with ``min_votes=1`` under ``rule``."""
+def cluster_vote(fit, min_votes=1, **rule):
+    """Keep mask of the cluster vote under ``rule``: a sample is removed
+    when at least ``min_votes`` bags flag it."""
     flags = [bag_cluster_flags(fit, bag, **rule) for bag in np.unique(fit["bags"])]
-    return ~np.logical_or.reduce(flags)
+    return np.sum(flags, axis=0) < min_votes
 
 
 def label_vote(fit, untrained_only):
@@ -214,6 +217,14 @@ RULES = {
         lambda fit: cluster_vote(fit, confirm_by="untrained", every=True)
     ),
     "cluster vote, Chen's ratio": lambda fit: cluster_vote(fit, ratio="chen"),
+    # The first step of run.py's ispl-chain (min_votes=2,
+    # min_other_class_ratio=1), and stricter ratios.
+    **{
+        f"cluster vote, two bags, other-class ratio over {ratio}": (
+            lambda fit, ratio=ratio: cluster_vote(fit, min_votes=2, ratio=ratio)
+        )
+        for ratio in (1, 2, 3, 5)
+    },
     "label vote": lambda fit: label_vote(fit, untrained_only=False),
     "label vote of untrained learners": lambda fit: label_vote(
         fit, untrained_only=True
@@ -263,6 +274,12 @@ def main(argv=None):
         help="JSON object of ISPL+B parameters (default: the tier's vote)",
     )
     parser.add_argument("--shard", default="0/1", help="i/k: every k-th from i")
+    parser.add_argument(
+        "--grid",
+        default="digits-robust",
+        choices=("digits-robust", "digits"),
+        help="the digits grid whose scenarios are refitted",
+    )
     args = parser.parse_args(argv)
     if args.probe:
         name = os.path.basename(args.probe)
@@ -276,7 +293,7 @@ def main(argv=None):
     start, step = (int(part) for part in args.shard.split("/"))
     torch.set_num_threads(1)
     os.makedirs(args.cache, exist_ok=True)
-    for run in digits_runs(args.params)[start::step]:
+    for run in digits_runs(args.params, args.grid)[start::step]:
         path = os.path.join(args.cache, f"{run.scenario}.npz")
         if not os.path.exists(path):
             fit_and_save(run, path)
