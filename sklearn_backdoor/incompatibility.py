@@ -177,9 +177,9 @@ class IncompatibilityClustering(BaseSanitizer):
         al.'s ratio; their threshold is 1). With two classes, 1 is
         ``min_misread=0.5`` without the tie. With more classes it tells a
         poisoned cluster, read as its one source class, from a clean
-        sub-style whose misreadings spread over several classes: on the
-        digits grid, with ``n_components=2`` and ``min_votes=2``, it lets
-        no clean cluster stand in the median scenario (docs/benchmarks.md).
+        sub-style whose misreadings spread over several classes. Measured
+        on the digits grid as the first step of a
+        :class:`~sklearn_backdoor.SanitizerChain` (docs/benchmarks.md).
         Not in the papers; None is the rule measured on the CIFAR-10 tier.
     exclusionary_retraining : bool, default=False
         With ``vote="clusters"`` only: when the learners of a bag found
