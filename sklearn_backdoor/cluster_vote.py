@@ -359,14 +359,16 @@ def other_class_ratios(clusters, labels, predictions):
     n_classes = int(max(labels.max(initial=-1), predictions.max(initial=-1))) + 1
     n_label_classes = int(labels.max()) + 1 if len(labels) else 0
     cell = np.broadcast_to(labels * 2 + clusters, predictions.shape).ravel()
+    # counts[cell, k]: how often the members of a (class, cluster) cell are
+    # read as class k; a cell's own class is its index // 2.
     counts = np.zeros((2 * n_label_classes, max(n_classes, 1)))
     np.add.at(counts, (cell, predictions.ravel()), 1)
-    own = counts[np.arange(2 * n_label_classes), np.arange(2 * n_label_classes) // 2]
+    cells = np.arange(2 * n_label_classes)
+    own = counts[cells, cells // 2]
     others = counts.copy()
-    others[np.arange(2 * n_label_classes), np.arange(2 * n_label_classes) // 2] = 0
-    top_other = others.max(axis=1)
+    others[cells, cells // 2] = 0
     with np.errstate(invalid="ignore", divide="ignore"):
-        ratios = top_other / own
+        ratios = others.max(axis=1) / own
     ratios[counts.sum(axis=1) == 0] = np.nan
     return ratios.reshape(n_label_classes, 2)
 
