@@ -268,7 +268,11 @@ def test_each_learner_is_confirmed_by_the_other_learners_of_its_bag(monkeypatch)
     calls, nothing = [], []
 
     def record(representations, labels, random_state, *, other_predictions, **kw):
-        assert kw == {"min_misread": 0.3, "return_findings": True}
+        assert kw == {
+            "min_misread": 0.3,
+            "min_other_class_ratio": None,
+            "return_findings": True,
+        }
         calls.append(other_predictions)
         nothing.append(_nothing_found(len(labels), int(labels.max()) + 1))
         return np.zeros(len(labels), dtype=bool), -np.inf, nothing[-1]
