@@ -310,16 +310,11 @@ def misread_shares(clusters, labels, predictions):
     >>> misread_shares(clusters, labels, predictions).round(2).tolist()
     [[0.25, 0.75], [0.0, nan]]
     """
-    clusters = np.asarray(clusters, dtype=np.int64)
-    labels = np.asarray(labels, dtype=np.int64)
-    misread = (np.asarray(predictions) != labels).sum(axis=0)
-    n_classes = int(labels.max()) + 1 if len(labels) else 0
-    cell = labels * 2 + clusters
-    counts = np.bincount(cell, minlength=2 * n_classes) * len(predictions)
-    misses = np.bincount(cell, weights=misread, minlength=2 * n_classes)
+    counts, own = _readings_per_cell(clusters, labels, predictions)
+    total = counts.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        shares = misses / counts
-    return shares.reshape(n_classes, 2)
+        shares = (total - own) / total
+    return shares.reshape(-1, 2)
 
 
 def other_class_ratios(clusters, labels, predictions):
@@ -353,24 +348,34 @@ def other_class_ratios(clusters, labels, predictions):
     >>> other_class_ratios(clusters, labels, predictions).round(2).tolist()
     [[2.0, 1.0]]
     """
+    counts, own = _readings_per_cell(clusters, labels, predictions)
+    others = counts.copy()
+    cells = np.arange(len(counts))
+    others[cells, cells // 2] = 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratios = others.max(axis=1, initial=0) / own
+    ratios[counts.sum(axis=1) == 0] = np.nan
+    return ratios.reshape(-1, 2)
+
+
+def _readings_per_cell(clusters, labels, predictions):
+    """How often the members of each (class, cluster) cell are read as each
+    class, by every network.
+
+    Returns ``counts`` of shape ``(2 * n_classes, n_read_classes)``, row
+    ``2 * c + j`` for cluster ``j`` of class ``c``, and ``own``, each row's
+    count of its own class ``c``.
+    """
     clusters = np.asarray(clusters, dtype=np.int64)
     labels = np.asarray(labels, dtype=np.int64)
     predictions = np.asarray(predictions, dtype=np.int64)
-    n_classes = int(max(labels.max(initial=-1), predictions.max(initial=-1))) + 1
-    n_label_classes = int(labels.max()) + 1 if len(labels) else 0
+    n_cells = 2 * (int(labels.max()) + 1) if len(labels) else 0
+    n_read = int(max(labels.max(initial=-1), predictions.max(initial=-1))) + 1
     cell = np.broadcast_to(labels * 2 + clusters, predictions.shape).ravel()
-    # counts[cell, k]: how often the members of a (class, cluster) cell are
-    # read as class k; a cell's own class is its index // 2.
-    counts = np.zeros((2 * n_label_classes, max(n_classes, 1)))
+    counts = np.zeros((n_cells, n_read))
     np.add.at(counts, (cell, predictions.ravel()), 1)
-    cells = np.arange(2 * n_label_classes)
-    own = counts[cells, cells // 2]
-    others = counts.copy()
-    others[cells, cells // 2] = 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratios = others.max(axis=1) / own
-    ratios[counts.sum(axis=1) == 0] = np.nan
-    return ratios.reshape(n_label_classes, 2)
+    cells = np.arange(n_cells)
+    return counts, counts[cells, cells // 2]
 
 
 def most_cohesive(candidates):
