@@ -109,6 +109,7 @@ def flag_poison_clusters(
     other_predictions=None,
     min_misread=MIN_MISREAD,
     min_other_class_ratio=None,
+    other_eligible=None,
     return_findings=False,
 ):
     """Samples in a small, cohesive 2-means cluster of their class.
@@ -142,6 +143,9 @@ def flag_poison_clusters(
         ...and, unless None, read their single most-read other class more
         than this many times as often as their label
         (:func:`other_class_ratios`). Ignored without ``other_predictions``.
+    other_eligible : ndarray of bool, shape (n_others, n_samples), default=None
+        Which of ``other_predictions`` count (those of networks that did not
+        train on the sample, say); None counts every one.
     return_findings : bool, default=False
         Whether to return the clusters and their scores as well.
 
@@ -182,7 +186,12 @@ def flag_poison_clusters(
     )
     if other_predictions is not None:
         findings = confirm_candidates(
-            findings, labels, other_predictions, min_misread, min_other_class_ratio
+            findings,
+            labels,
+            other_predictions,
+            min_misread,
+            min_other_class_ratio,
+            eligible=other_eligible,
         )
     flagged, cohesion = flags_of(findings, labels)
     flagged |= ~finite
@@ -192,7 +201,13 @@ def flag_poison_clusters(
 
 
 def confirm_candidates(
-    findings, labels, predictions, min_misread=MIN_MISREAD, min_other_class_ratio=None
+    findings,
+    labels,
+    predictions,
+    min_misread=MIN_MISREAD,
+    min_other_class_ratio=None,
+    *,
+    eligible=None,
 ):
     """Judge the candidate clusters of ``findings`` by other networks' readings.
 
@@ -211,6 +226,11 @@ def confirm_candidates(
         Unless None, a candidate also needs the single other class these
         networks read most among its members to be read more than this many
         times as often as its label (:func:`other_class_ratios`).
+    eligible : ndarray of bool, shape (n_networks, n_samples), default=None
+        Which readings count: ``eligible[k, i]`` says whether network ``k``
+        may judge sample ``i`` (it did not train on it, say); None counts
+        every reading. A cluster with no reading that counts stands by
+        neither rule.
 
     Returns
     -------
@@ -219,16 +239,15 @@ def confirm_candidates(
     """
     labels = np.asarray(labels, dtype=np.int64)
     rows = findings.clusters != NO_CLUSTER
-    shares = misread_shares(
-        findings.clusters[rows], labels[rows], np.asarray(predictions)[:, rows]
-    )
+    clusters = findings.clusters[rows]
+    readings = np.asarray(predictions)[:, rows]
+    counted = None if eligible is None else np.asarray(eligible, dtype=bool)[:, rows]
+    shares = misread_shares(clusters, labels[rows], readings, eligible=counted)
     confirmed = findings.candidates.copy()
     if min_misread > 0:
         confirmed &= shares >= min_misread
     if min_other_class_ratio is not None:
-        ratios = other_class_ratios(
-            findings.clusters[rows], labels[rows], np.asarray(predictions)[:, rows]
-        )
+        ratios = other_class_ratios(clusters, labels[rows], readings, eligible=counted)
         confirmed &= ratios > min_other_class_ratio
     return findings._replace(misread=shares, confirmed=confirmed)
 
@@ -281,7 +300,7 @@ def _finite_rows(representations):
     return np.isfinite(representations).all(axis=1)
 
 
-def misread_shares(clusters, labels, predictions):
+def misread_shares(clusters, labels, predictions, eligible=None):
     """The share of each cluster's readings that miss its members' label.
 
     Parameters
@@ -292,13 +311,15 @@ def misread_shares(clusters, labels, predictions):
         Encoded labels (0..K-1).
     predictions : ndarray of int, shape (n_networks, n_samples)
         Each network's encoded prediction of each sample.
+    eligible : ndarray of bool, shape (n_networks, n_samples), default=None
+        Which predictions count; None counts all of them.
 
     Returns
     -------
     shares : ndarray of float, shape (n_classes, 2)
         ``shares[c, j]``: among the readings of cluster ``j`` of class
         ``c`` by every network, the share that is not ``c``; NaN for an
-        empty cluster or without networks.
+        empty cluster, without networks or with no reading that counts.
 
     Examples
     --------
@@ -310,14 +331,14 @@ def misread_shares(clusters, labels, predictions):
     >>> misread_shares(clusters, labels, predictions).round(2).tolist()
     [[0.25, 0.75], [0.0, nan]]
     """
-    counts, own = _readings_per_cell(clusters, labels, predictions)
+    counts, own = _readings_per_cell(clusters, labels, predictions, eligible)
     total = counts.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         shares = (total - own) / total
     return shares.reshape(-1, 2)
 
 
-def other_class_ratios(clusters, labels, predictions):
+def other_class_ratios(clusters, labels, predictions, eligible=None):
     """How many times more often each cluster is read as one other class
     than as its label.
 
@@ -329,6 +350,8 @@ def other_class_ratios(clusters, labels, predictions):
         Encoded labels (0..K-1).
     predictions : ndarray of int, shape (n_networks, n_samples)
         Each network's encoded prediction of each sample.
+    eligible : ndarray of bool, shape (n_networks, n_samples), default=None
+        Which predictions count; None counts all of them.
 
     Returns
     -------
@@ -336,7 +359,8 @@ def other_class_ratios(clusters, labels, predictions):
         ``ratios[c, j]``: among the readings of cluster ``j`` of class ``c``
         by every network, the count of the most-read class other than ``c``
         divided by the count of ``c``; ``inf`` when ``c`` is never read and
-        another class is, NaN for an empty cluster or without networks.
+        another class is, NaN for an empty cluster, without networks or with
+        no reading that counts.
 
     Examples
     --------
@@ -348,7 +372,7 @@ def other_class_ratios(clusters, labels, predictions):
     >>> other_class_ratios(clusters, labels, predictions).round(2).tolist()
     [[2.0, 1.0]]
     """
-    counts, own = _readings_per_cell(clusters, labels, predictions)
+    counts, own = _readings_per_cell(clusters, labels, predictions, eligible)
     others = counts.copy()
     cells = np.arange(len(counts))
     others[cells, cells // 2] = 0
@@ -358,9 +382,9 @@ def other_class_ratios(clusters, labels, predictions):
     return ratios.reshape(-1, 2)
 
 
-def _readings_per_cell(clusters, labels, predictions):
+def _readings_per_cell(clusters, labels, predictions, eligible=None):
     """How often the members of each (class, cluster) cell are read as each
-    class, by every network.
+    class, by every network (only where ``eligible``, unless None).
 
     Returns ``counts`` of shape ``(2 * n_classes, n_read_classes)``, row
     ``2 * c + j`` for cluster ``j`` of class ``c``, and ``own``, each row's
@@ -372,8 +396,9 @@ def _readings_per_cell(clusters, labels, predictions):
     n_cells = 2 * (int(labels.max()) + 1) if len(labels) else 0
     n_read = int(max(labels.max(initial=-1), predictions.max(initial=-1))) + 1
     cell = np.broadcast_to(labels * 2 + clusters, predictions.shape).ravel()
+    weight = 1 if eligible is None else np.asarray(eligible, dtype=float).ravel()
     counts = np.zeros((n_cells, n_read))
-    np.add.at(counts, (cell, predictions.ravel()), 1)
+    np.add.at(counts, (cell, predictions.ravel()), weight)
     cells = np.arange(n_cells)
     return counts, counts[cells, cells // 2]
 

@@ -486,3 +486,112 @@ def test_a_negative_ratio_is_refused_by_name():
     X, y = load_digits_images(return_X_y=True)
     with pytest.raises(ValueError, match="min_other_class_ratio"):
         IncompatibilityClustering(min_other_class_ratio=-1.0).fit(X[:40], y[:40])
+
+
+def test_only_eligible_readings_count_in_ratios_and_shares():
+    # One cluster of label 0, read by two networks; the first trained on the
+    # first two members (its readings there do not count).
+    clusters = np.zeros(4, dtype=int)
+    labels = np.zeros(4, dtype=int)
+    readings = np.array([[0, 0, 1, 1], [1, 1, 1, 0]])
+    eligible = np.array([[False, False, True, True], [True, True, True, True]])
+    assert other_class_ratios(clusters, labels, readings)[0, 0] == 5 / 3
+    assert other_class_ratios(clusters, labels, readings, eligible)[0, 0] == 5.0
+    assert misread_shares(clusters, labels, readings, eligible)[0, 0] == 5 / 6
+    nobody = np.zeros_like(eligible)
+    assert np.isnan(other_class_ratios(clusters, labels, readings, nobody)[0, 0])
+    assert np.isnan(misread_shares(clusters, labels, readings, nobody)[0, 0])
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    data=st.lists(
+        st.tuples(st.integers(0, 1), st.integers(0, 2), st.integers(0, 2)),
+        min_size=1,
+        max_size=30,
+    ),
+    n_networks=st.integers(1, 3),
+    seed=st.integers(0, 2**16),
+)
+def test_eligible_readings_count_as_if_the_others_were_never_made(
+    data, n_networks, seed
+):
+    """Counting only eligible readings equals counting a copy of the data
+    with one entry per eligible (network, sample) pair; all eligible is
+    the same as None."""
+    clusters = np.array([cluster for cluster, _, _ in data])
+    labels = np.array([label for _, label, _ in data])
+    rng = np.random.RandomState(seed)
+    readings = rng.randint(0, 3, size=(n_networks, len(data)))
+    eligible = rng.rand(n_networks, len(data)) < 0.6
+    network, sample = np.nonzero(eligible)
+    flat = (clusters[sample], labels[sample], readings[network, sample][None])
+    for score in (other_class_ratios, misread_shares):
+        masked = score(clusters, labels, readings, eligible)
+        if len(sample):
+            expected = score(*flat)
+            np.testing.assert_array_equal(masked[: len(expected)], expected)
+            assert np.isnan(masked[len(expected) :]).all()
+        else:
+            assert np.isnan(masked).all()
+        np.testing.assert_array_equal(
+            score(clusters, labels, readings, np.ones_like(eligible)),
+            score(clusters, labels, readings),
+        )
+
+
+def test_a_sub_style_that_only_one_learner_misreads_stands_by_the_bag_alone():
+    # Class 1's small cluster: the bag's other learner (network 0) reads it
+    # as class 2; the learners of the other bags that did not train on it
+    # (networks 1 and 2) read it as its label, as a clean sub-style is.
+    # (A last sample of class 2 gives that class its cell.)
+    clusters = np.array([0, 0, 0, 0, 1, 1, 1, 0])
+    labels = np.array([1, 1, 1, 1, 1, 1, 1, 2])
+    readings = np.array(
+        [[1, 1, 1, 1, 2, 2, 2, 2], [1, 1, 1, 1, 1, 1, 1, 2], [1, 1, 1, 1, 1, 1, 1, 2]]
+    )
+    eligible = np.ones_like(readings, dtype=bool)
+    eligible[2, 4:7] = False
+    candidates = np.zeros((3, 2), dtype=bool)
+    candidates[1, 1] = True
+    found = ClusterFindings(
+        clusters, candidates, np.full(3, 0.5), np.zeros((3, 2)), candidates
+    )
+    by_bag = confirm_candidates(found, labels, readings[:1], 0.5, 2.0)
+    assert by_bag.confirmed[1, 1]
+    by_untrained = confirm_candidates(
+        found, labels, readings, 0.5, 2.0, eligible=eligible
+    )
+    assert not by_untrained.confirmed.any()
+    assert by_untrained.misread[1, 1] == 3 / 6
+
+
+def test_untrained_learners_of_every_bag_confirm_each_cluster(monkeypatch):
+    calls = []
+
+    def record(representations, labels, random_state, **kw):
+        calls.append(kw)
+        found = _nothing_found(len(labels), int(labels.max()) + 1)
+        return np.zeros(len(labels), dtype=bool), -np.inf, found
+
+    monkeypatch.setattr(incompatibility, "flag_poison_clusters", record)
+    X, y = _small_images()
+    ic = IncompatibilityClustering(
+        random_state=0, min_votes=1, confirming_learners="untrained", **TINY_CLUSTERS
+    )
+    with pytest.warns(BackdoorWarning, match="removes nothing"):
+        ic.fit(X, y)
+    encoded = np.searchsorted(ic.classes_, ic.votes_)
+    untrained = np.ones_like(encoded, dtype=bool)
+    for row, core in enumerate(ic.components_):
+        untrained[row, core] = False
+    assert len(calls) == 4 and not untrained.all() and untrained.any()
+    for kw in calls:
+        np.testing.assert_array_equal(kw["other_predictions"], encoded)
+        np.testing.assert_array_equal(kw["other_eligible"], untrained)
+
+
+def test_an_unknown_set_of_confirming_learners_is_refused_by_name():
+    X, y = load_digits_images(return_X_y=True)
+    with pytest.raises(ValueError, match="confirming_learners"):
+        IncompatibilityClustering(confirming_learners="all").fit(X[:40], y[:40])
