@@ -22,6 +22,11 @@ learner's representations), clustering the representations as the
 estimator does (seed 0), with the cluster vote's rules only (the label
 votes need more than one bag); saliency maps are not stored there.
 
+``--seed-offset K`` fits ISPL+B with ``random_state`` the run's seed plus
+``K`` (the poisoned data unchanged): whether a rule's findings hold beyond
+the one draw of core sets and learners that it was chosen on (a cache of
+its own).
+
 A fit takes 10-20 s at one torch thread; ``--shard i/k`` fits every
 ``k``-th scenario from the ``i``-th, so ``k`` processes can share the
 cache; an existing cache file is not refitted.
@@ -64,14 +69,15 @@ def digits_runs(params, grid="digits-robust"):
     return grid_runs(parse_arguments([*argv, "--params", json.dumps(params)]))
 
 
-def fit_and_save(run, path):
-    """Fit ``run``'s ISPL+B and save what the rules need in ``path``."""
+def fit_and_save(run, path, seed_offset=0):
+    """Fit ``run``'s ISPL+B (seeded ``run.seed + seed_offset``) and save
+    what the rules need in ``path``."""
 
     def untimed(_, function, *args):
         return function(*args)
 
     poisoned, _, _, _ = poisoned_data(run, None, "cpu", untimed)
-    ispl = make_sanitizer(run, "cpu")
+    ispl = make_sanitizer(run, "cpu").set_params(random_state=run.seed + seed_offset)
     ispl.fit(poisoned.X, poisoned.y)
     saved = {
         "y": np.searchsorted(ispl.classes_, poisoned.y),
@@ -129,8 +135,12 @@ def readers(fit, learner, members, confirm_by):
 
     ``"others"``: the bag's other learners, as the estimator asks;
     ``"untrained"``: for each member, the bag's learners whose core sets do
-    not hold it (all of them for a member of no core set).
+    not hold it (all of them for a member of no core set); ``"every bag"``:
+    every learner of every bag whose core set does not hold it (the
+    estimator's ``confirming_learners="untrained"``).
     """
+    if confirm_by == "every bag":
+        return np.arange(len(fit["bags"])), ~fit["cores"][:, members]
     bag = np.flatnonzero(fit["bags"] == fit["bags"][learner])
     if confirm_by == "others":
         chosen = bag[bag != learner]
@@ -225,6 +235,17 @@ RULES = {
         )
         for ratio in (1, 2, 3, 5)
     },
+    # The same, judged by the learners of every bag that did not train on
+    # each member (confirming_learners="untrained").
+    **{
+        f"cluster vote, two bags, untrained learners of every bag, "
+        f"other-class ratio over {ratio}": (
+            lambda fit, ratio=ratio: cluster_vote(
+                fit, min_votes=2, ratio=ratio, confirm_by="every bag"
+            )
+        )
+        for ratio in (2, 5)
+    },
     "label vote": lambda fit: label_vote(fit, untrained_only=False),
     "label vote of untrained learners": lambda fit: label_vote(
         fit, untrained_only=True
@@ -280,6 +301,13 @@ def main(argv=None):
         choices=("digits-robust", "digits"),
         help="the digits grid whose scenarios are refitted",
     )
+    parser.add_argument(
+        "--seed-offset",
+        type=int,
+        default=0,
+        help="fit ISPL+B with random_state = the run's seed plus this (the "
+        "poisoning keeps the run's seed); use a --cache of its own",
+    )
     args = parser.parse_args(argv)
     if args.probe:
         name = os.path.basename(args.probe)
@@ -296,11 +324,15 @@ def main(argv=None):
     for run in digits_runs(args.params, args.grid)[start::step]:
         path = os.path.join(args.cache, f"{run.scenario}.npz")
         if not os.path.exists(path):
-            fit_and_save(run, path)
+            fit_and_save(run, path, args.seed_offset)
         if args.out is None:
             continue
         for record in rule_records(load_fit(path), run.scenario, args.params):
-            record.update(cpu_model=cpu_model(), git_commit=STARTED_AT_COMMIT)
+            record.update(
+                seed_offset=args.seed_offset,
+                cpu_model=cpu_model(),
+                git_commit=STARTED_AT_COMMIT,
+            )
             append_record(args.out, record)
 
 

@@ -1251,6 +1251,26 @@ def test_vote_rules_replay_chen_ratio_needs_one_other_class_to_outnumber_the_lab
     assert replay.confirmed(fit, 0, members, label, "others", "chen")
 
 
+def test_vote_rules_replay_every_bag_counts_only_the_learners_untrained_on_a_member():
+    """Two bags of one learner each: learner 0 trained on members 0-1 and
+    reads them as the label; learner 1 trained on 2-3. Every bag's untrained
+    readings are learner 1's of 0-1 and learner 0's of 2-3."""
+    replay = load_script("vote_rules_replay")
+    fit = {
+        "votes": np.array([[2, 2, 0, 0], [0, 0, 2, 2]]),
+        "bags": np.array([0, 1]),
+        "cores": np.array([[True, True, False, False], [False, False, True, True]]),
+    }
+    members, label = np.arange(4), 2
+    chosen, eligible = replay.readers(fit, 0, members, "every bag")
+    assert chosen.tolist() == [0, 1]
+    assert eligible.tolist() == [[False, False, True, True], [True, True, False, False]]
+    assert replay.confirmed(fit, 0, members, label, "every bag", 5)
+    # Counting the trained readings too: two of each, a ratio of 1.
+    fit["cores"][:] = False
+    assert not replay.confirmed(fit, 0, members, label, "every bag", 1)
+
+
 def test_final_model_seeds_trains_the_tiers_undefended_run():
     seeds = load_script("final_model_seeds")
     run = seeds.tier_run("7-to-4-pixel-0.1-seed100")
