@@ -189,10 +189,11 @@ class IncompatibilityClustering(BaseSanitizer):
         core set does not hold the sample, so each member is judged only by
         networks trained without it, as in Chen et al.'s exclusionary
         reclassification, and by about ``n_bags`` times as many of them.
-        On digits a clean sub-style of ones that one bag's other learner
-        reads as twos is read as ones by the learners of the other bags,
-        while poison is read as its source class by all that did not train
-        on it (docs/benchmarks.md). Not in the papers.
+        On one draw of the digits fits it told a clean sub-style of ones
+        (read as twos by one bag's other learner, as ones by the other
+        bags') from the poison; on a second draw every untrained learner
+        read those ones as twos and it removed them as often as the bag's
+        rule with a ratio over 5 (docs/benchmarks.md). Not in the papers.
     exclusionary_retraining : bool, default=False
         With ``vote="clusters"`` only: when the learners of a bag found
         candidate clusters but confirmed none, train one more network, as a
