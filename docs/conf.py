@@ -6,7 +6,6 @@ Build it from the repository root with::
 """
 
 import contextlib
-import importlib
 import io
 import os
 import re
@@ -14,12 +13,9 @@ import sys
 from pathlib import Path
 from unittest import mock
 
-from sphinx.util import logging
-
 import sklearn_backdoor
 from sklearn_backdoor.cli import build_parser
 
-logger = logging.getLogger(__name__)
 DOCS = Path(__file__).resolve().parent
 sys.path.insert(0, str(DOCS / "sphinxext"))
 
@@ -102,27 +98,6 @@ def skip_foreign_member(app, what, name, obj, skip, options):
     return skip
 
 
-def api_entries(text):
-    """The ``(module, name)`` pairs that the autosummary tables of ``text`` list."""
-    entries, module = set(), None
-    for line in text.splitlines():
-        if found := re.fullmatch(r"\.\. currentmodule:: ([\w.]+)", line):
-            module = found[1]
-        elif found := re.fullmatch(r" {3}(\w+)", line):
-            entries.add((module, found[1]))
-    return entries
-
-
-def check_api_covers_all(app):
-    """Warn about each name in a documented module's ``__all__`` not in api.rst."""
-    entries = api_entries((DOCS / "api.rst").read_text(encoding="utf-8"))
-    for module_name in sorted({module for module, _ in entries}):
-        listed = {name for module, name in entries if module == module_name}
-        missing = set(importlib.import_module(module_name).__all__) - listed
-        for name in sorted(missing):
-            logger.warning(f"api.rst does not list {module_name}.{name}")
-
-
 # What an example printed, as sphinx-gallery writes it into a page.
 SCRIPT_OUTPUT = re.compile(
     r"^\.\. rst-class:: sphx-glr-script-out\n\n \.\. code-block:: none\n\n"
@@ -154,6 +129,5 @@ def _output_without_bars(match):
 
 
 def setup(app):
-    app.connect("builder-inited", check_api_covers_all)
     app.connect("source-read", drop_progress_bars)
     app.connect("autodoc-skip-member", skip_foreign_member)

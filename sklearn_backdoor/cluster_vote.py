@@ -65,6 +65,7 @@ from sklearn_backdoor.activation_clustering import (
     kept_by_clusters,
 )
 from sklearn_backdoor.device_clustering import take_rows
+from sklearn_backdoor.docstrings import fill_doc
 
 N_DIMS = 10
 SIZE_THRESHOLD = 0.35
@@ -300,19 +301,13 @@ def _finite_rows(representations):
     return np.isfinite(representations).all(axis=1)
 
 
+@fill_doc
 def misread_shares(clusters, labels, predictions, eligible=None):
     """The share of each cluster's readings that miss its members' label.
 
     Parameters
     ----------
-    clusters : ndarray of int, shape (n_samples,)
-        Cluster (0 or 1) of each sample within its class.
-    labels : ndarray of int, shape (n_samples,)
-        Encoded labels (0..K-1).
-    predictions : ndarray of int, shape (n_networks, n_samples)
-        Each network's encoded prediction of each sample.
-    eligible : ndarray of bool, shape (n_networks, n_samples), default=None
-        Which predictions count; None counts all of them.
+    {{cluster_readings}}
 
     Returns
     -------
@@ -338,20 +333,14 @@ def misread_shares(clusters, labels, predictions, eligible=None):
     return shares.reshape(-1, 2)
 
 
+@fill_doc
 def other_class_ratios(clusters, labels, predictions, eligible=None):
     """How many times more often each cluster is read as one other class
     than as its label.
 
     Parameters
     ----------
-    clusters : ndarray of int, shape (n_samples,)
-        Cluster (0 or 1) of each sample within its class.
-    labels : ndarray of int, shape (n_samples,)
-        Encoded labels (0..K-1).
-    predictions : ndarray of int, shape (n_networks, n_samples)
-        Each network's encoded prediction of each sample.
-    eligible : ndarray of bool, shape (n_networks, n_samples), default=None
-        Which predictions count; None counts all of them.
+    {{cluster_readings}}
 
     Returns
     -------

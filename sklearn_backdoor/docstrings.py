@@ -18,6 +18,15 @@ net : None, str or skorch.NeuralNetClassifier, default=None
     (``"preact_resnet18"``, ``"resnet32"``, ``"fast"``, ``"fast_cpu"``,
     ``"mlp"``) builds that network with its optimiser; a skorch net is
     cloned.""",
+    "cluster_readings": """\
+clusters : ndarray of int, shape (n_samples,)
+    Cluster (0 or 1) of each sample within its class.
+labels : ndarray of int, shape (n_samples,)
+    Encoded labels (0..K-1).
+predictions : ndarray of int, shape (n_networks, n_samples)
+    Each network's encoded prediction of each sample.
+eligible : ndarray of bool, shape (n_networks, n_samples), default=None
+    Which predictions count; None counts all of them.""",
     "device": """\
 device : str, default="auto"
     ``"auto"`` uses CUDA when available.""",

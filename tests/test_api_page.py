@@ -1,8 +1,7 @@
 """docs/api.rst lists every public name of each module it documents.
 
-The documentation build checks the same (``check_api_covers_all`` in
-docs/conf.py) but only with the docs extras installed and after the tests;
-this runs with the tests, so a new export without its API entry fails here.
+An export missing from the page would leave it undocumented; the tests
+run before the documentation build, so the omission fails here first.
 """
 
 import importlib
