@@ -263,15 +263,6 @@ class IncompatibilityClustering(BaseSanitizer):
         ``self_training_trim`` in every round. Not in the paper: a constant
         trim never trains on the hardest clean samples, and self-training
         then removes them (docs/benchmarks.md).
-    self_training_trim_scope : {"kept", "vote"}, default="kept"
-        Which kept samples ``self_training_trim`` may leave out. ``"kept"``:
-        any of them. ``"vote"``: only those the vote kept; a sample that
-        self-training re-admitted after the vote rejected it is always
-        trained on. Not in the paper: the poison the vote keeps is what
-        teaches the self-training network the trigger, while most of the
-        clean samples a trim of every kept sample loses are hard ones the
-        vote had rejected and the paper's self-training wins back by
-        training on them (docs/benchmarks.md).
     self_training_folds : int, default=1
         With ``k > 1``, the samples are split at random into ``k`` folds of
         equal class proportions, and each fold is judged in every round by a
@@ -449,7 +440,6 @@ class IncompatibilityClustering(BaseSanitizer):
         "balanced_self_training": ["boolean"],
         "self_training_trim": [Interval(Real, 0, 1, closed="left")],
         "self_training_trim_rounds": [None, Interval(Integral, 1, None, closed="left")],
-        "self_training_trim_scope": [StrOptions({"kept", "vote"})],
         "self_training_folds": [Interval(Integral, 1, None, closed="left")],
         "self_training_on_vote": ["boolean"],
         "weak_learner_pooling": [Interval(Integral, 1, None, closed="left")],
@@ -491,7 +481,6 @@ class IncompatibilityClustering(BaseSanitizer):
         balanced_self_training=False,
         self_training_trim=0.0,
         self_training_trim_rounds=None,
-        self_training_trim_scope="kept",
         self_training_folds=1,
         self_training_on_vote=False,
         weak_learner_pooling=1,
@@ -532,7 +521,6 @@ class IncompatibilityClustering(BaseSanitizer):
         self.balanced_self_training = balanced_self_training
         self.self_training_trim = self_training_trim
         self.self_training_trim_rounds = self_training_trim_rounds
-        self.self_training_trim_scope = self_training_trim_scope
         self.self_training_folds = self_training_folds
         self.self_training_on_vote = self_training_on_vote
         self.weak_learner_pooling = weak_learner_pooling
@@ -909,16 +897,13 @@ class IncompatibilityClustering(BaseSanitizer):
         warm_start,
         title=None,
         first_scores=None,
-        trimmable=None,
     ):
         """Train ``net`` on ``rows`` for ``epochs`` epochs, each epoch on the
         lowest-loss ``1 - trim`` share of each class of ``rows`` by the net's
         own loss smoothed over the epochs (:data:`WEAK_LEARNER_LOSS_MOMENTUM`).
         The first epoch of a fresh net has no loss to judge by: it trims by
         ``first_scores`` instead (e.g. the vote's disagreement), or trains on
-        every row. ``trim=0`` trains on every row throughout. ``trimmable``
-        (per row; None: all) limits the trim to those rows: the share is of
-        each class's trimmable rows, and the others are always trained on."""
+        every row. ``trim=0`` trains on every row throughout."""
         X_rows, y_rows = _rows(X_t, y_t, rows)
         if trim == 0:
             return train_net(
@@ -940,7 +925,7 @@ class IncompatibilityClustering(BaseSanitizer):
                 scores = smoothed = momentum * smoothed + (1 - momentum) * losses
             train_rows = rows
             if scores is not None:
-                kept = _trim_rows(scores, y[rows], 1 - trim, trimmable)
+                kept = trim_by_loss(scores, y[rows], 1 - trim, 0.0, per_class=True)
                 train_rows = _at_least_two(rows[kept], rows)
             train_rows = _rows(X_t, y_t, train_rows)
             train_net(net, *train_rows, epochs=1, warm_start=continuing)
@@ -960,7 +945,6 @@ class IncompatibilityClustering(BaseSanitizer):
         """
         correctness = self._initial_correctness(keep, y)
         trainable = self._self_training_trainable(keep)
-        trimmable = keep.copy() if self.self_training_trim_scope == "vote" else None
         folds = self._self_training_folds_of(y, rng)
         nets = [None] * self.self_training_folds
         rounds = tqdm(
@@ -983,15 +967,7 @@ class IncompatibilityClustering(BaseSanitizer):
                 break
             for fold, rows in enumerate(training):
                 nets[fold] = self._self_training_round(
-                    nets[fold],
-                    X_t,
-                    y_t,
-                    y,
-                    rows,
-                    round_index,
-                    rng,
-                    disagreement,
-                    trimmable=trimmable,
+                    nets[fold], X_t, y_t, y, rows, round_index, rng, disagreement
                 )
             correct = self._self_training_predictions(nets, X_t, folds) == y
             momentum = self.self_training_momentum
@@ -1027,11 +1003,10 @@ class IncompatibilityClustering(BaseSanitizer):
         return folds != fold
 
     def _self_training_round(
-        self, net, X_t, y_t, y, training, round_index, rng, disagreement, trimmable=None
+        self, net, X_t, y_t, y, training, round_index, rng, disagreement
     ):
         """One round: ``net`` (a fresh one in the first) trained
-        ``self_training_epochs`` more epochs on the samples ``training``,
-        trimming only the ``trimmable`` ones (None: any)."""
+        ``self_training_epochs`` more epochs on the samples ``training``."""
         continuing = net is not None
         if continuing:
             net.initialize_optimizer()
@@ -1041,8 +1016,6 @@ class IncompatibilityClustering(BaseSanitizer):
         if self.balanced_self_training:
             rows = oversample_to_balance(rows, y, rng)
         first_scores = None if disagreement is None else disagreement[rows]
-        if trimmable is not None:
-            trimmable = trimmable[rows]
         return self._train_trimmed(
             net,
             X_t,
@@ -1053,7 +1026,6 @@ class IncompatibilityClustering(BaseSanitizer):
             trim=self._self_training_trim_of(round_index),
             warm_start=continuing,
             first_scores=first_scores,
-            trimmable=trimmable,
         )
 
     def _self_training_predictions(self, nets, X_t, folds):
@@ -1213,19 +1185,6 @@ def _flags(findings, labels):
     as the most suspicious, as :func:`flag_poison_clusters` flags them."""
     flagged, cohesion = flags_of(findings, labels)
     return flagged | (findings.clusters == NO_CLUSTER), cohesion
-
-
-def _trim_rows(scores, labels, beta, trimmable=None):
-    """:func:`trim_by_loss` per class, applied to the ``trimmable`` rows
-    only (None: every row); the other rows are always kept."""
-    if trimmable is None:
-        return trim_by_loss(scores, labels, beta, 0.0, per_class=True)
-    kept = np.ones(len(scores), dtype=bool)
-    if trimmable.any():
-        kept[trimmable] = trim_by_loss(
-            scores[trimmable], labels[trimmable], beta, 0.0, per_class=True
-        )
-    return kept
 
 
 def _at_least_two(indices, fallback):
