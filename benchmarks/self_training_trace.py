@@ -70,9 +70,8 @@ class TracedISPL(IncompatibilityClustering):
 
     def _initial_correctness(self, keep, y):
         if self.init == "agreement":
-            # Share of the voting weak learners whose vote agrees with the label.
-            votes = self.votes_[self._voting_learners()]
-            return (votes == self.classes_[y]).mean(axis=0)
+            # Share of the weak learners whose vote agrees with the label.
+            return (self.votes_ == self.classes_[y]).mean(axis=0)
         if self.init == "binary":
             return keep.astype(float)
         return super()._initial_correctness(keep, y)

@@ -125,15 +125,6 @@ class IncompatibilityClustering(BaseSanitizer):
         disjoint sets): a learner has fitted its own core set, poison
         included, so its vote there says nothing. Each sample then gets the
         votes of the learners whose core sets do not hold it.
-    voting_core_sets : int or None, default=None
-        With ``vote="mode"``, only the learners of the first
-        ``voting_core_sets`` core sets of each bag vote; None lets every
-        learner vote, as the paper does. Not in the paper: ISPL finds each
-        bag's core sets one after another, each from the samples most
-        compatible with each other among those left, so the poison, being
-        incompatible with the clean data, collects in the last ones, whose
-        learners learn the trigger and vote for the poisoned label
-        (docs/benchmarks.md). ``min_votes`` still applies to the votes left.
     vote : {"mode", "clusters"}, default="mode"
         How the weak learners decide which samples to remove. ``"mode"`` is
         the paper's vote described above. ``"clusters"`` (not in the paper)
@@ -434,7 +425,6 @@ class IncompatibilityClustering(BaseSanitizer):
         "weak_learner_trim": [Interval(Real, 0, 1, closed="left")],
         "min_votes": [Interval(Integral, 1, None, closed="left")],
         "vote_on_own_core": ["boolean"],
-        "voting_core_sets": [None, Interval(Integral, 1, None, closed="left")],
         "vote": [StrOptions({"mode", "clusters"})],
         "cluster_features": [StrOptions({"representations", "saliency", "both"})],
         "min_misread": [Interval(Real, 0, 1, closed="both")],
@@ -476,7 +466,6 @@ class IncompatibilityClustering(BaseSanitizer):
         weak_learner_trim=0.0,
         min_votes=2,
         vote_on_own_core=True,
-        voting_core_sets=None,
         vote="mode",
         cluster_features="representations",
         min_misread=0.5,
@@ -517,7 +506,6 @@ class IncompatibilityClustering(BaseSanitizer):
         self.weak_learner_trim = weak_learner_trim
         self.min_votes = min_votes
         self.vote_on_own_core = vote_on_own_core
-        self.voting_core_sets = voting_core_sets
         self.vote = vote
         self.cluster_features = cluster_features
         self.min_misread = min_misread
@@ -635,19 +623,7 @@ class IncompatibilityClustering(BaseSanitizer):
         eligible = None
         if not self.vote_on_own_core:
             eligible = ~in_core_sets(self.components_, len(y))
-        voters = self._voting_learners()
-        if eligible is not None:
-            eligible = eligible[voters]
-        return vote_by_mode(votes[voters], y, self.min_votes, rng, eligible=eligible)
-
-    def _voting_learners(self):
-        """Indices of the learners that vote: those of the first
-        ``voting_core_sets`` core sets of each bag (all with None)."""
-        bags = self.component_bags_
-        if self.voting_core_sets is None:
-            return np.arange(len(bags))
-        starts = np.searchsorted(bags, bags)
-        return np.flatnonzero(np.arange(len(bags)) - starts < self.voting_core_sets)
+        return vote_by_mode(votes, y, self.min_votes, rng, eligible=eligible)
 
     def _vote_reads_representations(self):
         """Whether the vote clusters representations of the same, unaugmented
