@@ -1343,3 +1343,29 @@ def test_the_chain_defense_runs_the_cluster_vote_then_the_defaults(runner):
     }
     params = runner.estimator_params(chain)
     assert params["clusters__n_components"] == 2 and params["labels__n_components"] == 8
+
+
+def test_label_free_contrastive_loss_has_its_closed_form():
+    admission = load_script("label_free_admission")
+    torch = pytest.importorskip("torch")
+    n, temperature = 4, 0.5
+    views = torch.eye(n).repeat(2, 1)  # both views of image k are e_k
+    loss = admission.contrastive_loss(views, temperature).item()
+    partner = np.exp(1 / temperature)
+    expected = -np.log(partner / (partner + 2 * n - 2))
+    assert loss == pytest.approx(expected, rel=1e-5)
+
+
+def test_label_free_reading_fits_the_vote_keep_and_cross_fits_it():
+    admission = load_script("label_free_admission")
+    rng = np.random.RandomState(0)
+    y = np.repeat([0, 1], 20)
+    features = np.c_[y * 4.0 + rng.normal(0, 0.3, 40), rng.normal(0, 1, 40)]
+    vote_keep = np.ones(40, dtype=bool)
+    vote_keep[[0, 39]] = False
+    y_poisoned = y.copy()
+    y_poisoned[0] = 1  # rejected by the vote, its features say 0
+    read = admission.read_by_vote_keep(features, y_poisoned, vote_keep, 1.0, 0)
+    assert read.shape == (40,)
+    np.testing.assert_array_equal(read, y)
+    assert admission.fn_fp(read == y_poisoned, np.arange(40) == 0) == [0, 0]
