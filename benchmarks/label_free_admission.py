@@ -15,7 +15,9 @@ together against the rest of the batch), fits a logistic regression on
 the encoded digits the vote kept (cross-fitted for those digits) and
 records, for each inverse regularisation ``C``, the poison and clean digits
 that its reading keeps, alone and together with ISPL+B's mask, and which
-class it reads the poison as::
+class it reads the poison as; the same for readings fitted on the digits
+of each bag's first one or two core sets instead (ISPL finds them first,
+and the poison collects in the last)::
 
     python benchmarks/label_free_admission.py --fraction 0.2 \\
         --out benchmarks/results/digits-label-free-admission.jsonl
@@ -121,19 +123,30 @@ def label_free_features(X, epochs, seed):
     return (features - features.mean(0)) / (features.std(0) + 1e-6)
 
 
-def read_by_vote_keep(features, y, vote_keep, C, seed):
+def read_by(features, y, trusted, C):
     """Each sample's label as read by a logistic regression on the features
-    of the samples the vote kept: cross-fitted (5 folds) for those, fitted
-    on all of them for the rest."""
+    of the ``trusted`` samples (e.g. those the vote kept): cross-fitted (up
+    to 5 folds) for those, fitted on all of them for the rest."""
     model = LogisticRegression(C=C, max_iter=3000)
-    kept = np.flatnonzero(vote_keep)
+    kept = np.flatnonzero(trusted)
     read = np.empty_like(y)
-    folds = min(5, int(np.bincount(y[kept]).min()))
+    folds = max(2, min(5, int(np.bincount(y[kept]).min())))
     read[kept] = cross_val_predict(model, features[kept], y[kept], cv=folds)
-    rejected = np.flatnonzero(~vote_keep)
-    if len(rejected):
-        read[rejected] = model.fit(features[kept], y[kept]).predict(features[rejected])
+    rest = np.flatnonzero(~trusted)
+    if len(rest):
+        read[rest] = model.fit(features[kept], y[kept]).predict(features[rest])
     return read
+
+
+def first_core_sets(ispl, k):
+    """The samples in the first ``k`` core sets ISPL found in each bag,
+    where the poison collects least (docs/benchmarks.md)."""
+    bags = ispl.component_bags_
+    rank = np.arange(len(bags)) - np.searchsorted(bags, bags)
+    trusted = np.zeros(len(ispl.mask_), dtype=bool)
+    for index in np.flatnonzero(rank < k):
+        trusted[ispl.components_[index]] = True
+    return trusted
 
 
 def fn_fp(keep, is_poison):
@@ -148,14 +161,23 @@ def scenario_record(X, y, is_poison, seed, epochs):
     features = label_free_features(X.reshape(len(y), -1), epochs, seed)
     encoder_seconds = time.perf_counter() - started - ispl_seconds
     readings = {}
-    for C in INVERSE_REGULARISATION:
-        read = read_by_vote_keep(features, y, ispl.boosting_mask_, C, seed)
-        agrees = read == y
-        readings[str(C)] = {
-            "alone_fn_fp": fn_fp(agrees, is_poison),
-            "with_ispl_fn_fp": fn_fp(ispl.mask_ & agrees, is_poison),
-            "poison_read_as": np.bincount(read[is_poison], minlength=10).tolist(),
-        }
+    trusted_sets = {
+        "vote": ispl.boosting_mask_,
+        **{f"first {k} core sets": first_core_sets(ispl, k) for k in (1, 2)},
+    }
+    for fitted_on, trusted in trusted_sets.items():
+        for C in INVERSE_REGULARISATION:
+            read = read_by(features, y, trusted, C)
+            agrees = read == y
+            key = str(C) if fitted_on == "vote" else f"{fitted_on}, {C}"
+            readings[key] = {
+                "fitted_on": fitted_on,
+                "n_fitted": int(trusted.sum()),
+                "poisoned_fitted": int((trusted & is_poison).sum()),
+                "alone_fn_fp": fn_fp(agrees, is_poison),
+                "with_ispl_fn_fp": fn_fp(ispl.mask_ & agrees, is_poison),
+                "poison_read_as": np.bincount(read[is_poison], minlength=10).tolist(),
+            }
     return {
         "n_poisoned": int(is_poison.sum()),
         "vote_fn_fp": fn_fp(ispl.boosting_mask_, is_poison),

@@ -1365,7 +1365,18 @@ def test_label_free_reading_fits_the_vote_keep_and_cross_fits_it():
     vote_keep[[0, 39]] = False
     y_poisoned = y.copy()
     y_poisoned[0] = 1  # rejected by the vote, its features say 0
-    read = admission.read_by_vote_keep(features, y_poisoned, vote_keep, 1.0, 0)
+    read = admission.read_by(features, y_poisoned, vote_keep, 1.0)
     assert read.shape == (40,)
     np.testing.assert_array_equal(read, y)
     assert admission.fn_fp(read == y_poisoned, np.arange(40) == 0) == [0, 0]
+
+
+def test_label_free_first_core_sets_take_each_bags_first_ones():
+    admission = load_script("label_free_admission")
+    ispl = types.SimpleNamespace(
+        component_bags_=np.array([0, 0, 0, 1, 1, 1]),
+        components_=[np.array([i]) for i in range(6)],
+        mask_=np.ones(8, dtype=bool),
+    )
+    assert np.flatnonzero(admission.first_core_sets(ispl, 1)).tolist() == [0, 3]
+    assert np.flatnonzero(admission.first_core_sets(ispl, 2)).tolist() == [0, 1, 3, 4]
