@@ -109,6 +109,7 @@ def label_free_features(X, epochs, seed):
     optimizer = torch.optim.Adam(encoder.parameters(), lr=1e-3)
     for _ in range(epochs):
         order = torch.randperm(len(x), generator=generator)
+        # A last batch under half of BATCH is left out: too few negatives.
         for start in range(0, max(1, len(x) - BATCH // 2), BATCH):
             batch = x[order[start : start + BATCH]]
             views = torch.cat(
