@@ -35,11 +35,13 @@ import torch.nn.functional as F
 from environment import STARTED_AT_COMMIT, cpu_model
 from grids import CORNER_TRIGGERS, DIGITS_ROBUST_PAIRS, CornerPatch
 from run import append_record, load_dataset
+from self_training_trace import fn_fp, poisoned_digits
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_predict
 from torch import nn
 
 from sklearn_backdoor import IncompatibilityClustering
+from sklearn_backdoor.incompatibility import in_core_sets
 
 INVERSE_REGULARISATION = (0.01, 0.1, 1.0)
 SIDE = 8
@@ -144,14 +146,7 @@ def first_core_sets(ispl, k):
     where the poison collects least (docs/benchmarks.md)."""
     bags = ispl.component_bags_
     rank = np.arange(len(bags)) - np.searchsorted(bags, bags)
-    trusted = np.zeros(len(ispl.mask_), dtype=bool)
-    for index in np.flatnonzero(rank < k):
-        trusted[ispl.components_[index]] = True
-    return trusted
-
-
-def fn_fp(keep, is_poison):
-    return [int((keep & is_poison).sum()), int((~keep & ~is_poison).sum())]
+    return in_core_sets(ispl.components_, len(ispl.mask_))[rank < k].any(axis=0)
 
 
 def scenario_record(X, y, is_poison, seed, epochs):
@@ -211,13 +206,10 @@ def main(argv=None):
         if args.pairs and f"{source}-to-{target}" not in args.pairs:
             continue
         for corner in CORNER_TRIGGERS:
-            name = f"digits-{corner}-{source}-to-{target}-{args.fraction}"
-            if name in done:
-                continue
             scenario = CornerPatch(source, target, args.fraction, corner)
-            poisoned, _ = scenario.poison(X, y, args.seed, None, "cpu")
-            is_poison = np.zeros(len(poisoned.y), dtype=bool)
-            is_poison[poisoned.poison_indices] = True
+            if scenario.name in done:
+                continue
+            poisoned, is_poison = poisoned_digits(scenario, X, y, args.seed)
             record = scenario_record(
                 np.asarray(poisoned.X),
                 np.asarray(poisoned.y),
@@ -226,7 +218,7 @@ def main(argv=None):
                 args.epochs,
             )
             record = {
-                "scenario": name,
+                "scenario": scenario.name,
                 "seed": args.seed,
                 **record,
                 "cpu_model": cpu_model(),

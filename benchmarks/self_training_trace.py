@@ -125,6 +125,15 @@ def removed_sample_record(ispl, is_poison):
     return record
 
 
+def poisoned_digits(scenario, X, y, seed):
+    """``scenario``'s poisoned training set and which of its samples are
+    poisoned."""
+    poisoned, _ = scenario.poison(X, y, seed, None, "cpu")
+    is_poison = np.zeros(len(poisoned.y), dtype=bool)
+    is_poison[poisoned.poison_indices] = True
+    return poisoned, is_poison
+
+
 def fn_fp(keep, is_poison):
     """Poisoned samples kept and clean samples removed by ``keep``."""
     return [int((keep & is_poison).sum()), int((~keep & ~is_poison).sum())]
@@ -163,9 +172,7 @@ def main(argv=None):
     X, y, _, _ = load_dataset("digits")
     for corner, source, target in scenarios:
         scenario = CornerPatch(source, target, args.fraction, corner)
-        poisoned, _ = scenario.poison(X, y, 0, None, "cpu")
-        is_poison = np.zeros(len(poisoned.y), dtype=bool)
-        is_poison[poisoned.poison_indices] = True
+        poisoned, is_poison = poisoned_digits(scenario, X, y, seed=0)
         ispl = TracedISPL(
             init=args.init,
             is_poison=is_poison,
