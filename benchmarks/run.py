@@ -403,6 +403,9 @@ def defense_diagnostics(defense, poisoned):
             )
             for findings in defense.cluster_findings_
         ]
+    groups = getattr(defense, "patch_groups_", None)
+    if groups is not None:
+        diagnostics["patch_groups"] = patch_group_records(groups, poisoned)
     masks = getattr(defense, "boosting_masks_", None) or []
     if len(masks) > 1:
         diagnostics["votes_fp_fn"] = [
@@ -410,6 +413,29 @@ def defense_diagnostics(defense, poisoned):
             for c in (removal_counts(m, poisoned.poison_indices) for m in masks)
         ]
     return diagnostics
+
+
+def patch_group_records(groups, poisoned):
+    """``patch_check``'s groups of at least two samples: label, patch
+    corner, class read, clean and poisoned members, deviation ratio (None
+    for inf) and whether the group was removed."""
+    return [
+        {
+            "label": int(group.label),
+            "patch": [int(group.row), int(group.col)],
+            "read_as": int(group.read_as),
+            "clean": int((~poisoned.is_poison[group.members]).sum()),
+            "poisoned": int(poisoned.is_poison[group.members].sum()),
+            "deviation_ratio": (
+                round(float(group.deviation_ratio), 2)
+                if np.isfinite(group.deviation_ratio)
+                else None
+            ),
+            "removed": bool(group.removed),
+        }
+        for group in groups
+        if len(group.members) >= 2
+    ]
 
 
 def chain_diagnostics(chain, poisoned):

@@ -1,0 +1,227 @@
+"""Samples whose label rests on one small patch unlike the rest of their class.
+
+Not in the papers. On the digits, ISPL+B's self-training takes back the
+poison the vote had removed (a ratchet: a few poisoned images re-admitted in
+one round teach the next round's network the trigger, which re-admits the
+rest; docs/benchmarks.md), and every admission rule tried that keeps the
+poison out also keeps out the hardest clean digits, because to a network
+trained on labels a handful of triggered images and a handful of one rare
+handwriting look alike. What sets the poison apart is where its label
+comes from: a trigger is a small patch that the rest of the target class
+does not have, and the network that learned it reads the triggered image
+as its source class as soon as that patch looks like the rest of the
+class.
+
+So, after self-training, every kept sample is read by the last
+self-training network with each ``size`` x ``size`` patch in turn replaced
+by the median of its labelled class there (over the kept samples of that
+class). A sample *flips* at the position where its label's probability
+falls lowest if it falls under one half and another class is read instead.
+Flipped samples of one label, at one position, read as one other class,
+form a :class:`PatchGroup`. A group is removed when it has at least
+``min_group`` members and their patch is far from the class median, where
+the class's other kept samples are close to it: the median distance of the
+members over that of the others is at least ``min_deviation``. A clean
+sample whose label rests on a patch is read that way because the patch is
+how its class is usually written, so it is close to the median there; a
+rare handwriting that flips is usually a few samples, not ``min_group``.
+
+It finds only what the last network learned: where self-training kept the
+poison out, the network does not know the trigger and nothing flips at it.
+A trigger spread over the whole image (a blend) makes no such patch.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from sklearn_backdoor.training import predict_logits
+
+FLIP_PROBABILITY = 0.5
+"""A sample flips when its label's probability falls under this and another
+class is read instead."""
+
+
+class PatchGroup(NamedTuple):
+    """Kept samples that flip at one patch, as :func:`patch_groups` found them.
+
+    Attributes
+    ----------
+    label : int
+        The samples' encoded label.
+    row, col : int
+        The top-left corner of the patch, in the image the network reads.
+    read_as : int
+        The encoded class read once the patch is replaced.
+    members : ndarray of int
+        Indices of the samples.
+    deviation_ratio : float
+        Median distance of the members' patch to the class median there, over
+        that of the class's other kept samples (inf where theirs is 0).
+    removed : bool
+        Whether the check removes the group.
+    """
+
+    label: int
+    row: int
+    col: int
+    read_as: int
+    members: np.ndarray
+    deviation_ratio: float
+    removed: bool
+
+
+def class_medians(X, labels, keep, n_classes):
+    """Per-pixel median image of each class over its kept samples.
+
+    Parameters
+    ----------
+    X : torch.Tensor of shape (n_samples, channels, height, width)
+        The images as the network reads them.
+    labels : ndarray of int, shape (n_samples,)
+        Encoded labels.
+    keep : ndarray of bool, shape (n_samples,)
+        The samples kept.
+    n_classes : int
+        Number of classes.
+
+    Returns
+    -------
+    medians : torch.Tensor of shape (n_classes, channels, height, width)
+        The median of each class (the mean of the two middle values for an
+        even count); zeros for a class with no kept sample, whose samples
+        are never checked.
+    """
+    medians = torch.zeros((n_classes, *X.shape[1:]), dtype=X.dtype, device=X.device)
+    for label in range(n_classes):
+        rows = np.flatnonzero(keep & (labels == label))
+        if len(rows):
+            index = torch.as_tensor(rows, device=X.device)
+            medians[label] = torch.quantile(X[index].float(), 0.5, dim=0).to(X.dtype)
+    return medians
+
+
+def lowest_label_readings(net, X, labels, medians, size):
+    """Each sample read with each patch replaced by its class's median there.
+
+    Parameters
+    ----------
+    net : skorch.NeuralNetClassifier
+        A fitted network that reads ``X``.
+    X : torch.Tensor of shape (n_samples, channels, height, width)
+        The samples to read.
+    labels : ndarray of int, shape (n_samples,)
+        Their encoded labels.
+    medians : torch.Tensor of shape (n_classes, channels, height, width)
+        From :func:`class_medians`.
+    size : int
+        Side of the square patch; every position of it is tried.
+
+    Returns
+    -------
+    lowest : ndarray of float, shape (n_samples,)
+        The lowest probability of the label over the positions, or its
+        probability on the sample as it is if no replacement lowers it.
+    positions : ndarray of int, shape (n_samples, 2)
+        The patch's (row, col) where it is lowest; -1 where none lowers it.
+    read_as : ndarray of int, shape (n_samples,)
+        The class read there; -1 where no replacement lowers it.
+    """
+    height, width = X.shape[-2:]
+    label_t = torch.as_tensor(labels, device=X.device)
+    own_median = medians[label_t]
+    lowest = _label_probability(net, X, label_t)
+    positions = np.full((len(labels), 2), -1)
+    read_as = np.full(len(labels), -1)
+    replaced = X.clone()
+    for row in range(height - size + 1):
+        for col in range(width - size + 1):
+            window = (..., slice(row, row + size), slice(col, col + size))
+            replaced[window] = own_median[window]
+            probabilities = _probabilities(net, replaced)
+            replaced[window] = X[window]
+            label_probability = _of_labels(probabilities, label_t)
+            lower = label_probability < lowest
+            lowest[lower] = label_probability[lower]
+            positions[lower] = (row, col)
+            read_as[lower] = probabilities.argmax(axis=1)[lower]
+    return lowest, positions, read_as
+
+
+def patch_groups(X, labels, keep, readings, medians, size, *, min_group, min_deviation):
+    """Group the kept samples that flip, and decide which groups to remove.
+
+    Parameters
+    ----------
+    X : torch.Tensor of shape (n_samples, channels, height, width)
+        The images as the network reads them.
+    labels : ndarray of int, shape (n_samples,)
+        Encoded labels.
+    keep : ndarray of bool, shape (n_samples,)
+        The samples kept before the check; only they are grouped.
+    readings : tuple
+        ``(lowest, positions, read_as)`` of :func:`lowest_label_readings`.
+    medians : torch.Tensor of shape (n_classes, channels, height, width)
+        From :func:`class_medians`.
+    size : int
+        Side of the patch.
+    min_group : int
+        Fewest members of a group that is removed.
+    min_deviation : float
+        Smallest :attr:`PatchGroup.deviation_ratio` of a group that is
+        removed.
+
+    Returns
+    -------
+    groups : list of PatchGroup
+        Every group of flipped kept samples, largest first.
+    """
+    lowest, positions, read_as = readings
+    flipped = keep & (lowest < FLIP_PROBABILITY) & (read_as != labels) & (read_as >= 0)
+    keys = np.column_stack([labels, positions, read_as])[flipped]
+    indices = np.flatnonzero(flipped)
+    groups = []
+    for key in np.unique(keys, axis=0):
+        label, row, col, other = (int(v) for v in key)
+        members = indices[(keys == key).all(axis=1)]
+        others = np.flatnonzero(keep & (labels == label))
+        others = np.setdiff1d(others, members)
+        ratio = deviation_ratio(X, members, others, medians[label], row, col, size)
+        removed = len(members) >= min_group and ratio >= min_deviation
+        groups.append(PatchGroup(label, row, col, other, members, ratio, removed))
+    groups.sort(key=lambda group: -len(group.members))
+    return groups
+
+
+def deviation_ratio(X, members, others, median, row, col, size):
+    """Median L1 distance of ``members``' patch to ``median`` there, over that
+    of ``others`` (inf where theirs is 0 and the members' is not; 0 where
+    both are)."""
+    window = (..., slice(row, row + size), slice(col, col + size))
+    member_distance = _median_distance(X, members, median, window)
+    other_distance = _median_distance(X, others, median, window)
+    if other_distance > 0:
+        return member_distance / other_distance
+    return np.inf if member_distance > 0 else 0.0
+
+
+def _median_distance(X, rows, median, window):
+    if len(rows) == 0:
+        return 0.0
+    patches = X[torch.as_tensor(rows, device=X.device)][window].float()
+    distance = (patches - median[window].float()).abs().flatten(1).sum(dim=1)
+    return float(torch.quantile(distance, 0.5).cpu())
+
+
+def _probabilities(net, X):
+    return torch.softmax(predict_logits(net, X), dim=1).cpu().numpy()
+
+
+def _label_probability(net, X, label_t):
+    return _of_labels(_probabilities(net, X), label_t)
+
+
+def _of_labels(probabilities, label_t):
+    labels = label_t.cpu().numpy()
+    return probabilities[np.arange(len(labels)), labels]
