@@ -581,13 +581,13 @@ class IncompatibilityClustering(BaseSanitizer):
                 f"{self.n_components}"
             )
         self._check_cluster_vote()
-        self._check_patch_parameters()
         check_block_size(
             self.input_shape_, self.weak_learner_pooling, "weak_learner_pooling"
         )
         check_block_size(
             self.input_shape_, self._self_training_block(), "self_training_pooling"
         )
+        self._check_patch_parameters()
         y = y_t.cpu().numpy()
         X_weak = block_mean(X_t, self.weak_learner_pooling)
         bag_seeds = rng.randint(np.iinfo(np.int32).max, size=self.n_bags)
@@ -653,7 +653,12 @@ class IncompatibilityClustering(BaseSanitizer):
 
     def _check_patches(self, X_self, y, keep):
         """Remove the kept samples whose label rests on a patch unlike the rest
-        of their class (:mod:`sklearn_backdoor.patch_check`)."""
+        of their class (:mod:`sklearn_backdoor.patch_check`). Nothing to
+        check when self-training kept nothing or stopped before its first
+        network."""
+        if self.final_net_ is None or not keep.any():
+            self.patch_groups_ = []
+            return keep
         medians = class_medians(X_self, y, keep, len(self.classes_))
         kept = np.flatnonzero(keep)
         readings = lowest_label_readings(

@@ -42,6 +42,10 @@ FLIP_PROBABILITY = 0.5
 """A sample flips when its label's probability falls under this and another
 class is read instead."""
 
+QUANTILE_MAX_ELEMENTS = 2**24
+"""The most values ``torch.quantile`` takes at once; larger classes are
+taken a slice of pixels at a time."""
+
 
 class PatchGroup(NamedTuple):
     """Kept samples that flip at one patch, as :func:`patch_groups` found them.
@@ -98,8 +102,20 @@ def class_medians(X, labels, keep, n_classes):
         rows = np.flatnonzero(keep & (labels == label))
         if len(rows):
             index = torch.as_tensor(rows, device=X.device)
-            medians[label] = torch.quantile(X[index].float(), 0.5, dim=0).to(X.dtype)
+            medians[label] = _column_medians(X[index]).to(X.dtype)
     return medians
+
+
+def _column_medians(values):
+    """The median over the first axis, a slice of columns at a time so that
+    no ``torch.quantile`` call exceeds :data:`QUANTILE_MAX_ELEMENTS`."""
+    flat = values.float().flatten(1)
+    step = max(1, QUANTILE_MAX_ELEMENTS // len(flat))
+    slices = [
+        torch.quantile(flat[:, start : start + step], 0.5, dim=0)
+        for start in range(0, flat.shape[1], step)
+    ]
+    return torch.cat(slices).reshape(values.shape[1:])
 
 
 def lowest_label_readings(net, X, labels, medians, size):

@@ -236,3 +236,22 @@ def test_patch_check_refuses_what_it_cannot_do(params, X_shape, message):
     with pytest.raises(ValueError, match="patch_check") as info:
         est.fit(X, y)
     assert message in str(info.value)
+
+
+def test_class_medians_taken_a_slice_of_pixels_at_a_time_are_the_same(monkeypatch):
+    rng = np.random.RandomState(1)
+    X = torch.from_numpy(rng.normal(size=(25, 3, 4, 4)).astype(np.float32))
+    labels = np.arange(25) % 2
+    keep = np.ones(25, dtype=bool)
+    whole = class_medians(X, labels, keep, 2)
+    monkeypatch.setattr("sklearn_backdoor.patch_check.QUANTILE_MAX_ELEMENTS", 40)
+    np.testing.assert_array_equal(class_medians(X, labels, keep, 2), whole)
+
+
+def test_nothing_is_checked_when_self_training_left_no_network():
+    est = IncompatibilityClustering(patch_check=2)
+    est.final_net_ = None
+    keep = np.array([True, False, True])
+    kept = est._check_patches(torch.zeros(3, 1, 4, 4), np.zeros(3, dtype=int), keep)
+    np.testing.assert_array_equal(kept, keep)
+    assert est.patch_groups_ == []
