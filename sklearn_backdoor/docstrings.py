@@ -27,6 +27,11 @@ predictions : ndarray of int, shape (n_networks, n_samples)
     Each network's encoded prediction of each sample.
 eligible : ndarray of bool, shape (n_networks, n_samples), default=None
     Which predictions count; None counts all of them.""",
+    "patch_images": """\
+X : torch.Tensor of shape (n_samples, channels, height, width)
+    The images as the network reads them.
+labels : ndarray of int, shape (n_samples,)
+    Encoded labels.""",
     "device": """\
 device : str, default="auto"
     ``"auto"`` uses CUDA when available.""",

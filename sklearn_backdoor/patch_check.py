@@ -36,6 +36,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from sklearn_backdoor.docstrings import fill_doc
 from sklearn_backdoor.training import predict_logits
 
 FLIP_PROBABILITY = 0.5
@@ -76,15 +77,13 @@ class PatchGroup(NamedTuple):
     removed: bool
 
 
+@fill_doc
 def class_medians(X, labels, keep, n_classes):
     """Per-pixel median image of each class over its kept samples.
 
     Parameters
     ----------
-    X : torch.Tensor of shape (n_samples, channels, height, width)
-        The images as the network reads them.
-    labels : ndarray of int, shape (n_samples,)
-        Encoded labels.
+    {{patch_images}}
     keep : ndarray of bool, shape (n_samples,)
         The samples kept.
     n_classes : int
@@ -145,9 +144,8 @@ def lowest_label_readings(net, X, labels, medians, size):
         The class read there; -1 where no replacement lowers it.
     """
     height, width = X.shape[-2:]
-    label_t = torch.as_tensor(labels, device=X.device)
-    own_median = medians[label_t]
-    lowest = _label_probability(net, X, label_t)
+    own_median = medians[torch.as_tensor(labels, device=X.device)]
+    lowest = _of_labels(_probabilities(net, X), labels)
     positions = np.full((len(labels), 2), -1)
     read_as = np.full(len(labels), -1)
     replaced = X.clone()
@@ -157,7 +155,7 @@ def lowest_label_readings(net, X, labels, medians, size):
             replaced[window] = own_median[window]
             probabilities = _probabilities(net, replaced)
             replaced[window] = X[window]
-            label_probability = _of_labels(probabilities, label_t)
+            label_probability = _of_labels(probabilities, labels)
             lower = label_probability < lowest
             lowest[lower] = label_probability[lower]
             positions[lower] = (row, col)
@@ -165,15 +163,13 @@ def lowest_label_readings(net, X, labels, medians, size):
     return lowest, positions, read_as
 
 
+@fill_doc
 def patch_groups(X, labels, keep, readings, medians, size, *, min_group, min_deviation):
     """Group the kept samples that flip, and decide which groups to remove.
 
     Parameters
     ----------
-    X : torch.Tensor of shape (n_samples, channels, height, width)
-        The images as the network reads them.
-    labels : ndarray of int, shape (n_samples,)
-        Encoded labels.
+    {{patch_images}}
     keep : ndarray of bool, shape (n_samples,)
         The samples kept before the check; only they are grouped.
     readings : tuple
@@ -234,10 +230,5 @@ def _probabilities(net, X):
     return torch.softmax(predict_logits(net, X), dim=1).cpu().numpy()
 
 
-def _label_probability(net, X, label_t):
-    return _of_labels(_probabilities(net, X), label_t)
-
-
-def _of_labels(probabilities, label_t):
-    labels = label_t.cpu().numpy()
+def _of_labels(probabilities, labels):
     return probabilities[np.arange(len(labels)), labels]
