@@ -416,9 +416,9 @@ def defense_diagnostics(defense, poisoned):
 
 
 def patch_group_records(groups, poisoned):
-    """``patch_check``'s groups of at least two samples: label, patch
-    corner, class read, clean and poisoned members, deviation ratio (None
-    for inf) and whether the group was removed."""
+    """``patch_check``'s groups of at least two samples, and those removed:
+    label, patch corner, class read, clean and poisoned members, deviation
+    ratio (None for inf), carriers and whether the group was removed."""
     return [
         {
             "label": int(group.label),
@@ -431,10 +431,11 @@ def patch_group_records(groups, poisoned):
                 if np.isfinite(group.deviation_ratio)
                 else None
             ),
+            "carriers": int(group.carriers),
             "removed": bool(group.removed),
         }
         for group in groups
-        if len(group.members) >= 2
+        if len(group.members) >= 2 or group.removed
     ]
 
 

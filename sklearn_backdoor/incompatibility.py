@@ -310,22 +310,23 @@ class IncompatibilityClustering(BaseSanitizer):
         patch in turn replaced by the median of its class there, and remove
         the groups of samples of one label that another class is read for
         once the same patch is replaced, where that patch is far from the
-        rest of their class (:mod:`sklearn_backdoor.patch_check`). None (the
-        default, and the paper's) skips it. Needs images and
-        ``self_training=True``; every position of the patch is tried, one
-        pass over the kept samples each. Not in the paper: on the 120
-        digits robustness scenarios ``patch_check=2`` removes at least 90%
-        of the poison in 113 (the paper's ISPL+B: 97) at seed 0 and 102 (84
-        and 90) at seeds 1 and 2, removing 20 and 28 clean digits in all
-        at the first two; groups of 3 reach 116, 108 and 108, at about 4
-        more clean digits a scenario (docs/benchmarks.md). It only finds a
-        trigger the last network learned, in a patch of at most this side.
-    patch_check_min_group : int, default=8
-        The fewest samples of a group that ``patch_check`` removes.
-    patch_check_min_deviation : float, default=5.0
+        rest of their class and is a copy that several samples of the label
+        carry (:mod:`sklearn_backdoor.patch_check`). None (the default, and
+        the paper's) skips it. Needs images and ``self_training=True``;
+        every position of the patch is tried, one pass over the kept
+        samples each. Not in the paper (docs/benchmarks.md). It only finds
+        a trigger the last network learned, in a patch of at most this
+        side, pasted on at least ``patch_check_min_carriers`` samples.
+    patch_check_min_carriers : int, default=6
+        ``patch_check`` removes a group only if at least this many samples
+        of its label, kept or removed, carry one member's patch.
+    patch_check_min_deviation : float, default=4.0
         ``patch_check`` removes a group only if its members' patch is, in
         the median, at least this many times further (L1) from their class's
         median there than the other kept samples of the class are.
+    patch_check_tolerance : float, default=0.05
+        A sample carries a patch when its own is within this share of the
+        members' median L1 distance to the class median of it.
     augment_scoring : bool, default=True
         Compute the trimming losses, the votes and the self-training
         predictions on augmented images (the net's training augmentation), as
@@ -478,8 +479,9 @@ class IncompatibilityClustering(BaseSanitizer):
         "weak_learner_pooling": [Interval(Integral, 1, None, closed="left")],
         "self_training_pooling": [None, Interval(Integral, 1, None, closed="left")],
         "patch_check": [None, Interval(Integral, 1, None, closed="left")],
-        "patch_check_min_group": [Interval(Integral, 1, None, closed="left")],
+        "patch_check_min_carriers": [Interval(Integral, 1, None, closed="left")],
         "patch_check_min_deviation": [Interval(Real, 0, None, closed="left")],
+        "patch_check_tolerance": [Interval(Real, 0, None, closed="left")],
         "augment_scoring": ["boolean"],
         "n_jobs": [None, Integral],
     }
@@ -522,8 +524,9 @@ class IncompatibilityClustering(BaseSanitizer):
         weak_learner_pooling=1,
         self_training_pooling=None,
         patch_check=None,
-        patch_check_min_group=8,
-        patch_check_min_deviation=5.0,
+        patch_check_min_carriers=6,
+        patch_check_min_deviation=4.0,
+        patch_check_tolerance=0.05,
         augment_scoring=True,
         random_state=None,
         n_jobs=None,
@@ -565,8 +568,9 @@ class IncompatibilityClustering(BaseSanitizer):
         self.weak_learner_pooling = weak_learner_pooling
         self.self_training_pooling = self_training_pooling
         self.patch_check = patch_check
-        self.patch_check_min_group = patch_check_min_group
+        self.patch_check_min_carriers = patch_check_min_carriers
         self.patch_check_min_deviation = patch_check_min_deviation
+        self.patch_check_tolerance = patch_check_tolerance
         self.augment_scoring = augment_scoring
         self.random_state = random_state
         self.n_jobs = n_jobs
@@ -679,8 +683,9 @@ class IncompatibilityClustering(BaseSanitizer):
             (lowest, positions, read_as),
             medians,
             self.patch_check,
-            min_group=self.patch_check_min_group,
+            min_carriers=self.patch_check_min_carriers,
             min_deviation=self.patch_check_min_deviation,
+            tolerance=self.patch_check_tolerance,
         )
         keep = keep.copy()
         for group in self.patch_groups_:

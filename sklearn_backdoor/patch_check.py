@@ -17,14 +17,21 @@ self-training network with each ``size`` x ``size`` patch in turn replaced
 by the median of its labelled class there (over the kept samples of that
 class). A sample *flips* at the position where its label's probability
 falls lowest if it falls under one half and another class is read instead.
-Flipped samples of one label, at one position, read as one other class,
-form a :class:`PatchGroup`. A group is removed when it has at least
-``min_group`` members and their patch is far from the class median, where
-the class's other kept samples are close to it: the median distance of the
-members over that of the others is at least ``min_deviation``. A clean
-sample whose label rests on a patch is read that way because the patch is
-how its class is usually written, so it is close to the median there; a
-rare handwriting that flips is usually a few samples, not ``min_group``.
+Flipped samples of one label at one position form a :class:`PatchGroup`.
+A group is removed when two things hold:
+
+- its patch is far from the class median where the class's other kept
+  samples are close to it: the median distance of the members over that of
+  the others is at least ``min_deviation``. A clean sample whose label
+  rests on a patch is read that way because the patch is how its class is
+  usually written, so it is close to the median there;
+- the patch is a copy: at least ``min_carriers`` samples of the label, kept
+  or removed, carry one member's patch to within ``tolerance`` of the
+  members' distance to the median (:func:`patch_carriers`). An attacker
+  pastes one trigger on every poisoned image, and most of those the vote
+  has already removed, so a few poisoned samples left after self-training
+  are counted with the rest; rare handwritings that flip at one patch are
+  each written differently.
 
 It finds only what the last network learned: where self-training kept the
 poison out, the network does not know the trigger and nothing flips at it.
@@ -43,6 +50,10 @@ FLIP_PROBABILITY = 0.5
 """A sample flips when its label's probability falls under this and another
 class is read instead."""
 
+CARRIER_BLOCK = 256
+"""Members whose carriers are counted at once (a block of distances to every
+sample of the label)."""
+
 QUANTILE_MAX_ELEMENTS = 2**24
 """The most values ``torch.quantile`` takes at once; larger classes are
 taken a slice of pixels at a time."""
@@ -58,12 +69,16 @@ class PatchGroup(NamedTuple):
     row, col : int
         The top-left corner of the patch, in the image the network reads.
     read_as : int
-        The encoded class read once the patch is replaced.
+        The encoded class most members are read as once the patch is
+        replaced.
     members : ndarray of int
         Indices of the samples.
     deviation_ratio : float
         Median distance of the members' patch to the class median there, over
         that of the class's other kept samples (inf where theirs is 0).
+    carriers : int
+        Samples of the label, kept or not, that carry the members' patch
+        (:func:`patch_carriers`).
     removed : bool
         Whether the check removes the group.
     """
@@ -74,6 +89,7 @@ class PatchGroup(NamedTuple):
     read_as: int
     members: np.ndarray
     deviation_ratio: float
+    carriers: int
     removed: bool
 
 
@@ -151,7 +167,7 @@ def lowest_label_readings(net, X, labels, medians, size):
     replaced = X.clone()
     for row in range(height - size + 1):
         for col in range(width - size + 1):
-            window = (..., slice(row, row + size), slice(col, col + size))
+            window = _window(row, col, size)
             replaced[window] = own_median[window]
             probabilities = _probabilities(net, replaced)
             replaced[window] = X[window]
@@ -164,7 +180,18 @@ def lowest_label_readings(net, X, labels, medians, size):
 
 
 @fill_doc
-def patch_groups(X, labels, keep, readings, medians, size, *, min_group, min_deviation):
+def patch_groups(
+    X,
+    labels,
+    keep,
+    readings,
+    medians,
+    size,
+    *,
+    min_carriers,
+    min_deviation,
+    tolerance,
+):
     """Group the kept samples that flip, and decide which groups to remove.
 
     Parameters
@@ -178,11 +205,15 @@ def patch_groups(X, labels, keep, readings, medians, size, *, min_group, min_dev
         From :func:`class_medians`.
     size : int
         Side of the patch.
-    min_group : int
-        Fewest members of a group that is removed.
+    min_carriers : int
+        Fewest samples of the label carrying the members' patch
+        (:attr:`PatchGroup.carriers`) of a group that is removed.
     min_deviation : float
         Smallest :attr:`PatchGroup.deviation_ratio` of a group that is
         removed.
+    tolerance : float
+        How close a patch must be to carry the members' one, as a share of
+        their median distance to the class median (:func:`patch_carriers`).
 
     Returns
     -------
@@ -191,31 +222,86 @@ def patch_groups(X, labels, keep, readings, medians, size, *, min_group, min_dev
     """
     lowest, positions, read_as = readings
     flipped = keep & (lowest < FLIP_PROBABILITY) & (read_as != labels) & (read_as >= 0)
-    keys = np.column_stack([labels, positions, read_as])[flipped]
+    keys = np.column_stack([labels, positions])[flipped]
     indices = np.flatnonzero(flipped)
     groups = []
     for key in np.unique(keys, axis=0):
-        label, row, col, other = (int(v) for v in key)
+        label, row, col = (int(v) for v in key)
         members = indices[(keys == key).all(axis=1)]
-        others = np.flatnonzero(keep & (labels == label))
-        others = np.setdiff1d(others, members)
+        others = np.setdiff1d(np.flatnonzero(keep & (labels == label)), members)
+        window = _window(row, col, size)
         ratio = deviation_ratio(X, members, others, medians[label], row, col, size)
-        removed = len(members) >= min_group and ratio >= min_deviation
-        groups.append(PatchGroup(label, row, col, other, members, ratio, removed))
+        carriers = patch_carriers(
+            X[window],
+            members,
+            np.flatnonzero(labels == label),
+            medians[label][window],
+            tolerance,
+        )
+        removed = carriers >= min_carriers and ratio >= min_deviation
+        most_read = int(np.bincount(read_as[members]).argmax())
+        groups.append(
+            PatchGroup(label, row, col, most_read, members, ratio, carriers, removed)
+        )
     groups.sort(key=lambda group: -len(group.members))
     return groups
+
+
+def patch_carriers(patches, members, rows, median, tolerance):
+    """How many of ``rows`` carry one of the ``members``' patch.
+
+    A sample carries a member's patch when their L1 distance is at most
+    ``tolerance`` times the members' median L1 distance to ``median``; the
+    member whose patch most samples carry is the one counted. Each member is
+    tried in turn rather than their per-pixel median, because a trigger
+    smaller than the patch leaves the rest of the patch to the image.
+
+    Parameters
+    ----------
+    patches : torch.Tensor of shape (n_samples, channels, size, size)
+        Every sample's patch.
+    members : ndarray of int
+        The group, indices into ``patches``.
+    rows : ndarray of int
+        The samples that may carry it (every sample of the label), members
+        included.
+    median : torch.Tensor of shape (channels, size, size)
+        The class median there.
+    tolerance : float
+        See above.
+
+    Returns
+    -------
+    carriers : int
+        The most samples of ``rows`` that carry one member's patch.
+    """
+    device = patches.device
+    candidates = patches[torch.as_tensor(members, device=device)].float().flatten(1)
+    pool = patches[torch.as_tensor(rows, device=device)].float().flatten(1)
+    to_median = (candidates - median.float().flatten()).abs().sum(dim=1)
+    radius = tolerance * float(torch.quantile(to_median, 0.5))
+    most = 0
+    for start in range(0, len(candidates), CARRIER_BLOCK):
+        block = candidates[start : start + CARRIER_BLOCK]
+        within = torch.cdist(block, pool, p=1) <= radius
+        most = max(most, int(within.sum(dim=1).max()))
+    return most
 
 
 def deviation_ratio(X, members, others, median, row, col, size):
     """Median L1 distance of ``members``' patch to ``median`` there, over that
     of ``others`` (inf where theirs is 0 and the members' is not; 0 where
     both are)."""
-    window = (..., slice(row, row + size), slice(col, col + size))
+    window = _window(row, col, size)
     member_distance = _median_distance(X, members, median, window)
     other_distance = _median_distance(X, others, median, window)
     if other_distance > 0:
         return member_distance / other_distance
     return np.inf if member_distance > 0 else 0.0
+
+
+def _window(row, col, size):
+    return (..., slice(row, row + size), slice(col, col + size))
 
 
 def _median_distance(X, rows, median, window):

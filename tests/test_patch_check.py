@@ -9,6 +9,7 @@ from sklearn_backdoor.patch_check import (
     class_medians,
     deviation_ratio,
     lowest_label_readings,
+    patch_carriers,
     patch_groups,
 )
 from sklearn_backdoor.training import FastNeuralNetClassifier
@@ -91,42 +92,81 @@ def _grouped_samples(n_class=40, n_trigger=10, n_style=10):
     return X, labels, keep, (lowest, positions, read_as), medians
 
 
+def _groups(X, labels, keep, readings, medians, **thresholds):
+    thresholds = {
+        "min_carriers": 8,
+        "min_deviation": 5.0,
+        "tolerance": 0.05,
+        **thresholds,
+    }
+    return patch_groups(X, labels, keep, readings, medians, 2, **thresholds)
+
+
 def test_a_group_far_from_its_class_at_its_patch_is_removed_and_a_near_one_is_not():
     X, labels, keep, readings, medians = _grouped_samples()
-    groups = patch_groups(
-        X, labels, keep, readings, medians, 2, min_group=8, min_deviation=5.0
-    )
+    groups = _groups(X, labels, keep, readings, medians)
     assert [(g.row, g.col, len(g.members)) for g in groups] == [(0, 0, 10), (3, 3, 10)]
     trigger, style = groups
     np.testing.assert_array_equal(trigger.members, np.arange(10))
-    assert trigger.deviation_ratio == np.inf and trigger.removed
+    assert trigger.deviation_ratio == np.inf and trigger.carriers == 10
+    assert trigger.removed and trigger.read_as == 1
     # The flipped strokes are as far from the median as the class's others.
     assert style.deviation_ratio < 5.0 and not style.removed
 
 
-def test_a_group_under_min_group_or_min_deviation_stays():
+def test_a_group_under_min_carriers_or_min_deviation_stays():
     X, labels, keep, readings, medians = _grouped_samples(n_trigger=7, n_style=0)
-    kept_all = patch_groups(
-        X, labels, keep, readings, medians, 2, min_group=8, min_deviation=5.0
-    )
-    assert len(kept_all) == 1 and not kept_all[0].removed
-    removed = patch_groups(
-        X, labels, keep, readings, medians, 2, min_group=7, min_deviation=5.0
-    )
+    kept_all = _groups(X, labels, keep, readings, medians)
+    assert len(kept_all) == 1 and kept_all[0].carriers == 7
+    assert not kept_all[0].removed
+    removed = _groups(X, labels, keep, readings, medians, min_carriers=7)
     assert removed[0].removed
-    strict = patch_groups(
-        X, labels, keep, readings, medians, 2, min_group=7, min_deviation=1e9
+    strict = _groups(
+        X, labels, keep, readings, medians, min_carriers=7, min_deviation=1e9
     )
     assert strict[0].removed  # an infinite ratio meets any threshold
+
+
+def test_one_kept_sample_is_removed_when_removed_samples_carry_its_patch():
+    """The vote removed nine of ten triggered samples; the tenth flips alone,
+    and the nine still count as carriers of its patch."""
+    X, labels, keep, readings, medians = _grouped_samples(n_style=0)
+    keep = keep.copy()
+    keep[1:10] = False
+    (group,) = _groups(X, labels, keep, readings, medians)
+    np.testing.assert_array_equal(group.members, [0])
+    assert group.carriers == 10 and group.removed
+
+
+def test_flipped_samples_with_different_patches_are_not_carriers_of_one_another():
+    """Ten samples bright in the corner, each in its own way: far from the
+    class, but no copy of one patch."""
+    X, labels, keep, readings, medians = _grouped_samples(n_style=0)
+    X = X.clone()
+    X[:10, :, :2, :2] = torch.linspace(0.1, 1.0, 10).reshape(-1, 1, 1, 1)
+    (group,) = _groups(X, labels, keep, readings, medians)
+    assert group.deviation_ratio == np.inf
+    assert group.carriers == 1 and not group.removed
+
+
+def test_patch_carriers_counts_the_samples_within_tolerance_of_the_best_member():
+    patches = torch.tensor([[0.0], [1.0], [1.0], [1.05], [1.2], [3.0]]).reshape(
+        6, 1, 1, 1
+    )
+    median = torch.zeros(1, 1, 1)
+    rows = np.arange(6)
+    # Members 1, 4 and 5 are 1.0, 1.2 and 3.0 from the median (median 1.2):
+    # within 0.1 * 1.2 of patch 1 lie 1, 2 and 3 (and not 4, 0.2 away).
+    assert patch_carriers(patches, np.array([1, 4, 5]), rows, median, 0.1) == 3
+    assert patch_carriers(patches, np.array([5]), rows, median, 0.1) == 1
+    assert patch_carriers(patches, np.array([1, 4, 5]), rows, median, 1.0) == 5
 
 
 def test_samples_not_kept_are_never_grouped():
     X, labels, keep, readings, medians = _grouped_samples()
     keep = keep.copy()
     keep[:10] = False
-    groups = patch_groups(
-        X, labels, keep, readings, medians, 2, min_group=1, min_deviation=0.0
-    )
+    groups = _groups(X, labels, keep, readings, medians, min_carriers=1)
     assert all(not np.isin(np.arange(10), g.members).any() for g in groups)
 
 
@@ -144,11 +184,12 @@ def test_deviation_ratio_of_patches_equal_to_the_median():
 @settings(max_examples=25, deadline=None)
 @given(
     seed=st.integers(0, 10_000),
-    min_group=st.integers(1, 6),
+    min_carriers=st.integers(1, 6),
     min_deviation=st.floats(0, 10),
+    tolerance=st.floats(0, 2),
 )
 def test_removed_groups_meet_both_thresholds_and_hold_only_flipped_kept_samples(
-    seed, min_group, min_deviation
+    seed, min_carriers, min_deviation, tolerance
 ):
     rng = np.random.RandomState(seed)
     n = 40
@@ -166,8 +207,9 @@ def test_removed_groups_meet_both_thresholds_and_hold_only_flipped_kept_samples(
         (lowest, positions, read_as),
         medians,
         2,
-        min_group=min_group,
+        min_carriers=min_carriers,
         min_deviation=min_deviation,
+        tolerance=tolerance,
     )
     members = np.concatenate([g.members for g in groups] or [np.array([], int)])
     assert len(members) == len(np.unique(members))  # disjoint
@@ -175,8 +217,11 @@ def test_removed_groups_meet_both_thresholds_and_hold_only_flipped_kept_samples(
     np.testing.assert_array_equal(np.sort(members), np.flatnonzero(flipped))
     for g in groups:
         assert (labels[g.members] == g.label).all()
+        assert (positions[g.members] == (g.row, g.col)).all()
+        # A member carries its own patch; only samples of its label count.
+        assert 1 <= g.carriers <= (labels == g.label).sum()
         assert g.removed == (
-            len(g.members) >= min_group and g.deviation_ratio >= min_deviation
+            g.carriers >= min_carriers and g.deviation_ratio >= min_deviation
         )
 
 
@@ -209,7 +254,9 @@ FAST = dict(
 def test_the_check_only_removes_what_self_training_kept():
     X, y = _small_images()
     plain = IncompatibilityClustering(**FAST).fit(X, y)
-    checked = IncompatibilityClustering(patch_check=2, patch_check_min_group=1, **FAST)
+    checked = IncompatibilityClustering(
+        patch_check=2, patch_check_min_carriers=1, **FAST
+    )
     checked.fit(X, y)
     removed = np.zeros(len(y), dtype=bool)
     for group in checked.patch_groups_:
