@@ -35,7 +35,9 @@ A group is removed when two things hold:
 
 It finds only what the last network learned: where self-training kept the
 poison out, the network does not know the trigger and nothing flips at it.
-A trigger spread over the whole image (a blend) makes no such patch.
+A trigger spread over the whole image (a blend) makes no such patch; one
+drawn anew for every image, or pasted on fewer than ``min_carriers``, is no
+copy that the check counts.
 """
 
 from typing import NamedTuple
