@@ -863,6 +863,15 @@ def _scan_result(args, data, estimator, truth_path, timings):
     images = data.X[indices] if data.X.ndim in (3, 4) else np.zeros((0,), np.uint8)
     if images.ndim == 3:
         images = images[..., np.newaxis]
+    defense = {
+        "name": args.defense,
+        "estimator": type(estimator).__name__,
+        "params": _jsonable(estimator.get_params(deep=False)),
+        "device": getattr(estimator, "device_", args.device),
+    }
+    groups = getattr(estimator, "patch_groups_", None)
+    if groups is not None:
+        defense["patch_groups"] = _removed_patch_groups(estimator, data, groups)
     params = {
         "command": "scan",
         "data": {
@@ -875,12 +884,7 @@ def _scan_result(args, data, estimator, truth_path, timings):
             "resize": "x".join(map(str, args.resize)) if args.resize else None,
             "fingerprint": data_fingerprint(data.X),
         },
-        "defense": {
-            "name": args.defense,
-            "estimator": type(estimator).__name__,
-            "params": _jsonable(estimator.get_params(deep=False)),
-            "device": getattr(estimator, "device_", args.device),
-        },
+        "defense": defense,
         "seed": args.seed,
         "truth": None if truth_path is None else str(truth_path.resolve()),
         "versions": _versions(),
@@ -896,6 +900,33 @@ def _scan_result(args, data, estimator, truth_path, timings):
         gallery_images=np.ascontiguousarray(images.astype(np.uint8)),
         timings=timings,
     )
+
+
+def _removed_patch_groups(estimator, data, groups):
+    """The groups ``patch_check`` removed, for the report: class, patch,
+    samples, carriers, deviation ratio (None for inf) and class read."""
+    name_of = dict(zip(data.values, data.classes, strict=True))
+
+    def class_name(encoded):
+        return name_of[estimator.classes_[encoded].item()]
+
+    return [
+        {
+            "class": class_name(group.label),
+            "patch": [int(group.row), int(group.col)],
+            "size": int(estimator.patch_check),
+            "samples": len(group.members),
+            "carriers": int(group.carriers),
+            "deviation_ratio": (
+                float(group.deviation_ratio)
+                if np.isfinite(group.deviation_ratio)
+                else None
+            ),
+            "read_as": class_name(group.read_as),
+        }
+        for group in groups
+        if group.removed
+    ]
 
 
 def _jsonable(value):

@@ -514,6 +514,45 @@ def _defense_section(defense):
         f"<h2>Defense: {_e(defense['estimator'])}</h2>"
         f"<p>Ran on {_e(defense.get('device', '?'))}.</p>"
         + _table(("parameter", "value"), [(k, json.dumps(v)) for k, v in rows])
+        + _patch_check_section(defense.get("patch_groups"))
+    )
+
+
+def _ratio_text(ratio):
+    return "inf" if ratio is None else f"{ratio:.1f}"
+
+
+def _patch_check_section(groups):
+    """What ``patch_check`` removed and why; nothing when it did not run."""
+    if groups is None:
+        return ""
+    if not groups:
+        return "<h3>Patch check</h3><p>The patch check removed no group.</p>"
+    header = (
+        "class",
+        "patch (row, column; side)",
+        "samples removed",
+        "samples of the class carrying the patch",
+        "distance from the class median, over the rest of the class's",
+        "read as, with the patch replaced",
+    )
+    rows = [
+        (
+            group["class"],
+            f"({group['patch'][0]}, {group['patch'][1]}; {group['size']})",
+            group["samples"],
+            group["carriers"],
+            _ratio_text(group["deviation_ratio"]),
+            group["read_as"],
+        )
+        for group in groups
+    ]
+    return (
+        "<h3>Patch check</h3><p>Each group below was read as another class once "
+        "one patch of its samples was replaced by their class's median there; "
+        "the patch is far from the rest of the class and is a copy that several "
+        "samples of the class carry, as a pasted trigger is.</p>"
+        + _table(header, rows, "patch-groups")
     )
 
 

@@ -8,13 +8,16 @@ import sys
 import zipfile
 from html.parser import HTMLParser
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from sklearn_backdoor import cli
 from sklearn_backdoor.cli import _write_files, main
 from sklearn_backdoor.datasets import CIFAR10_CLASSES, load_digits_images
+from sklearn_backdoor.patch_check import PatchGroup
 from sklearn_backdoor.poisoning import reference_scenarios
 from sklearn_backdoor.report import TIMINGS_END, TIMINGS_START
 
@@ -456,6 +459,55 @@ def test_scan_runs_other_defenses(poisoned_folder, tmp_path, defense, params):
     mask = np.load(out / "mask.npy")
     samples = read_csv(out / "samples.csv")
     assert [row["kept"] == "true" for row in samples] == mask.tolist()
+
+
+def test_scan_records_and_reports_the_groups_the_patch_check_removed(
+    poisoned_folder, tmp_path
+):
+    out = tmp_path / "scan"
+    argv = ["scan", str(poisoned_folder), "--out", str(out), "--device", "cpu"]
+    params = [
+        "warmup_epochs=1",
+        "epochs_per_iteration=1",
+        "weak_learner_epochs=2",
+        "self_training_rounds=1",
+        "self_training_epochs=1",
+        "n_bags=1",
+        "min_votes=1",
+        "patch_check=2",
+        "patch_check_min_carriers=1",
+        "patch_check_min_deviation=0",
+    ]
+    argv += [arg for p in params for arg in ("--param", p)]
+    assert main([*argv, "--quiet"]) == 0
+    groups = json.loads((out / "params.json").read_text())["defense"]["patch_groups"]
+    removed = int((~np.load(out / "mask.npy")).sum())
+    assert sum(group["samples"] for group in groups) <= removed
+    for group in groups:
+        assert group["class"] in CLASSES and group["read_as"] in CLASSES
+        assert group["size"] == 2 and group["carriers"] >= 1
+    assert "<h3>Patch check</h3>" in (out / "report.html").read_text()
+
+
+def test_removed_patch_groups_name_the_classes_of_the_encoded_labels():
+    estimator = SimpleNamespace(classes_=np.array([3, 7]), patch_check=2)
+    data = SimpleNamespace(values=[7, 3], classes=["seven", "three"])
+    members = np.array([4, 5])
+    groups = [
+        PatchGroup(1, 0, 6, 0, members, np.inf, 9, True),
+        PatchGroup(0, 2, 2, 1, members, 1.5, 2, False),
+    ]
+    assert cli._removed_patch_groups(estimator, data, groups) == [
+        {
+            "class": "seven",
+            "patch": [0, 6],
+            "size": 2,
+            "samples": 2,
+            "carriers": 9,
+            "deviation_ratio": None,
+            "read_as": "three",
+        }
+    ]
 
 
 def test_scan_resizes_mixed_sizes_when_asked(digits_folder, tmp_path, capsys):

@@ -234,6 +234,39 @@ def test_features_without_pixels_have_no_gallery():
     assert parse(page).thumbs == []
 
 
+def _with_patch_groups(groups):
+    result = make_result()
+    defense = {**result.params["defense"], "patch_groups": groups}
+    params = {**result.params, "defense": defense}
+    return ScanResult(**{**result.__dict__, "params": params})
+
+
+def test_the_groups_the_patch_check_removed_are_listed():
+    group = {
+        "class": "dog",
+        "patch": [0, 6],
+        "size": 2,
+        "samples": 12,
+        "carriers": 30,
+        "deviation_ratio": None,
+        "read_as": "cat",
+    }
+    page = render_report(
+        _with_patch_groups([group, {**group, "deviation_ratio": 4.25}])
+    )
+    cells = parse(page).tables["patch-groups"]
+    assert cells[6:] == ["dog", "(0, 6; 2)", "12", "30", "inf", "cat"] + [
+        "dog",
+        "(0, 6; 2)",
+        "12",
+        "30",
+        "4.2",
+        "cat",
+    ]
+    assert "removed no group" in render_report(_with_patch_groups([]))
+    assert "Patch check" not in render_report(make_result())
+
+
 def test_text_is_escaped():
     page = render_report(make_result())
     assert "pets/&lt;poisoned&gt;" in page and "<poisoned>" not in page
