@@ -36,6 +36,16 @@ FAST_SCAN = [
     "cpu",
     "--quiet",
 ]
+# ISPL+B's schedules cut to a few epochs, for runs that test the command.
+FAST_ISPL = [
+    "warmup_epochs=1",
+    "epochs_per_iteration=1",
+    "weak_learner_epochs=2",
+    "self_training_rounds=1",
+    "self_training_epochs=1",
+    "n_bags=1",
+    "min_votes=1",
+]
 DETERMINISTIC_FILES = ("samples.csv", "mask.npy", "params.json", "gallery.npz")
 
 
@@ -437,15 +447,7 @@ def test_scan_reads_an_npz_by_row_index(tmp_path):
         ("minimax", ["epochs=2", "n_last_epochs=1"]),
         (
             "ispl",
-            [
-                "warmup_epochs=1",
-                "epochs_per_iteration=1",
-                "weak_learner_epochs=2",
-                "self_training_rounds=1",
-                "self_training_epochs=1",
-                "n_bags=1",
-                "min_votes=1",
-            ],
+            FAST_ISPL,
         ),
     ],
 )
@@ -467,13 +469,7 @@ def test_scan_records_and_reports_the_groups_the_patch_check_removed(
     out = tmp_path / "scan"
     argv = ["scan", str(poisoned_folder), "--out", str(out), "--device", "cpu"]
     params = [
-        "warmup_epochs=1",
-        "epochs_per_iteration=1",
-        "weak_learner_epochs=2",
-        "self_training_rounds=1",
-        "self_training_epochs=1",
-        "n_bags=1",
-        "min_votes=1",
+        *FAST_ISPL,
         "patch_check=2",
         "patch_check_min_carriers=1",
         "patch_check_min_deviation=0",
