@@ -403,6 +403,9 @@ def defense_diagnostics(defense, poisoned):
             )
             for findings in defense.cluster_findings_
         ]
+        judged = getattr(defense, "pasted_judged_bags_", None)
+        if judged is not None and judged.any():
+            diagnostics["pasted_judged_bags"] = judged.tolist()
     groups = getattr(defense, "patch_groups_", None)
     if groups is not None:
         diagnostics["patch_groups"] = patch_group_records(groups, poisoned)

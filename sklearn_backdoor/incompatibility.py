@@ -35,6 +35,7 @@ from sklearn_backdoor.cluster_vote import (
 )
 from sklearn_backdoor.device_clustering import clusters_on_device
 from sklearn_backdoor.docstrings import fill_doc
+from sklearn_backdoor.pasted_pixels import confirm_pasted
 from sklearn_backdoor.patch_check import (
     class_medians,
     lowest_label_readings,
@@ -218,6 +219,16 @@ class IncompatibilityClustering(BaseSanitizer):
         only on cohesion; docs/benchmarks.md). Costs one weak learner's
         training, only in fits where a bag confirmed nothing. Not in the
         papers.
+    confirm_pasted : bool, default=False
+        With ``vote="clusters"`` only: when the learners of a bag found
+        candidate clusters but confirmed none (after
+        ``exclusionary_retraining``, if set), confirm those candidates
+        whose members carry pixel values pasted on them: at least three
+        values that 90% of the members share and at most 10% of the rest
+        of their class (:mod:`sklearn_backdoor.pasted_pixels`). A patch
+        trigger leaves that mark however every learner reads it; a clean
+        sub-style rarely does. Costs a pass over the pixels of each
+        candidate's class. Not in the papers.
     vote_rounds : int, default=1
         Votes in all. Every vote after the first retrains each weak learner,
         a fresh network, on the samples of its core set that the previous
@@ -393,6 +404,9 @@ class IncompatibilityClustering(BaseSanitizer):
         None when none was trained.
     exclusion_judged_bags_ : ndarray of bool, shape (n_bags,)
         With ``vote="clusters"`` only: the bags it judged.
+    pasted_judged_bags_ : ndarray of bool, shape (n_bags,)
+        With ``vote="clusters"`` only: the bags whose candidates
+        ``confirm_pasted`` judged (none without it).
     cluster_findings_ : list of dict
         With ``vote="clusters"`` only: for each weak learner, a
         :class:`~sklearn_backdoor.cluster_vote.ClusterFindings` for each of
@@ -469,6 +483,7 @@ class IncompatibilityClustering(BaseSanitizer):
         "min_other_class_ratio": [None, Interval(Real, 0, None, closed="left")],
         "confirming_learners": [StrOptions({"bag", "untrained"})],
         "exclusionary_retraining": ["boolean"],
+        "confirm_pasted": ["boolean"],
         "vote_rounds": [Interval(Integral, 1, None, closed="left")],
         "later_vote_trim": [None, Interval(Real, 0, 1, closed="left")],
         "self_training": ["boolean"],
@@ -514,6 +529,7 @@ class IncompatibilityClustering(BaseSanitizer):
         min_other_class_ratio=None,
         confirming_learners="bag",
         exclusionary_retraining=False,
+        confirm_pasted=False,
         vote_rounds=1,
         later_vote_trim=None,
         self_training=True,
@@ -558,6 +574,7 @@ class IncompatibilityClustering(BaseSanitizer):
         self.min_other_class_ratio = min_other_class_ratio
         self.confirming_learners = confirming_learners
         self.exclusionary_retraining = exclusionary_retraining
+        self.confirm_pasted = confirm_pasted
         self.vote_rounds = vote_rounds
         self.later_vote_trim = later_vote_trim
         self.self_training = self_training
@@ -782,6 +799,9 @@ class IncompatibilityClustering(BaseSanitizer):
         self.exclusion_judged_bags_ = np.zeros(len(bags), dtype=bool)
         if self.exclusionary_retraining:
             findings = self._judge_unconfirmed_bags(X_t, y_t, y, findings, rng)
+        self.pasted_judged_bags_ = np.zeros(len(bags), dtype=bool)
+        if self.confirm_pasted:
+            findings = self._confirm_pasted_in_unconfirmed_bags(X_t, y, findings)
         chosen, chosen_features, cohesion, flags = [], [], [], []
         for bag in bags:
             sources = [
@@ -849,6 +869,23 @@ class IncompatibilityClustering(BaseSanitizer):
                 }
         self.exclusion_judge_ = judge
         self.exclusion_judged_bags_[unconfirmed] = True
+        return findings
+
+    def _confirm_pasted_in_unconfirmed_bags(self, X_t, y, findings):
+        """``confirm_pasted``: the bags whose learners found candidate
+        clusters but confirmed none have them confirmed by
+        :func:`~sklearn_backdoor.pasted_pixels.confirm_pasted` instead.
+        Returns ``findings`` with those bags' confirmations replaced."""
+        bags = np.unique(self.component_bags_)
+        for position, bag in enumerate(bags):
+            if not _only_unconfirmed(self._bag_findings(findings, bag)):
+                continue
+            for index in np.flatnonzero(self.component_bags_ == bag):
+                findings[index] = {
+                    name: confirm_pasted(found, X_t, y)
+                    for name, found in findings[index].items()
+                }
+            self.pasted_judged_bags_[position] = True
         return findings
 
     def _bag_findings(self, findings, bag):
