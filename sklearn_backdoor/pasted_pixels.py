@@ -16,9 +16,10 @@ carried by at least ``min_share`` of its members, to within ``tolerance``
 of that value's standard deviation over the class, and by at most
 ``max_other_share`` of the class's other samples (:func:`pasted_values`).
 A clean sub-style of a class (dark cats, aeroplanes in a white sky) is
-alike in its look, not to the pixel value over nine tenths of its members,
-and where it is (a saturated background) the rest of its class often is
-too.
+alike in its look, not to the pixel value over nine tenths of its members;
+where it is (a saturated background, say), the rest of the class must
+still lack that value for it to count. On the two-class CIFAR-10 tier no
+clean candidate was confirmed this way (docs/benchmarks.md).
 
 A trigger blended into the image, drawn anew for each image, or moved
 about is no such mark, and a cluster of which fewer than ``min_share`` are
