@@ -845,28 +845,19 @@ class IncompatibilityClustering(BaseSanitizer):
         candidate clusters but confirmed none have their candidates judged
         again, by :meth:`_exclusion_judge` alone. Returns ``findings`` with
         those bags' misread shares and confirmations replaced."""
-        unconfirmed = [
-            bag
-            for bag in np.unique(self.component_bags_)
-            if _only_unconfirmed(self._bag_findings(findings, bag))
-        ]
+        unconfirmed = self._unconfirmed_bags(findings)
         if not unconfirmed:
             return findings
         every = [found for learner in findings for found in learner.values()]
         judge = self._exclusion_judge(X_t, y_t, y, candidate_members(every, y), rng)
         readings = self._predict(judge, X_t)[None]
-        for bag in unconfirmed:
-            for index in np.flatnonzero(self.component_bags_ == bag):
-                findings[index] = {
-                    name: confirm_candidates(
-                        found,
-                        y,
-                        readings,
-                        self.min_misread,
-                        self.min_other_class_ratio,
-                    )
-                    for name, found in findings[index].items()
-                }
+        findings = self._judged_again(
+            findings,
+            unconfirmed,
+            lambda found: confirm_candidates(
+                found, y, readings, self.min_misread, self.min_other_class_ratio
+            ),
+        )
         self.exclusion_judge_ = judge
         self.exclusion_judged_bags_[unconfirmed] = True
         return findings
@@ -876,16 +867,31 @@ class IncompatibilityClustering(BaseSanitizer):
         clusters but confirmed none have them confirmed by
         :func:`~sklearn_backdoor.pasted_pixels.confirm_pasted` instead.
         Returns ``findings`` with those bags' confirmations replaced."""
-        bags = np.unique(self.component_bags_)
-        for position, bag in enumerate(bags):
-            if not _only_unconfirmed(self._bag_findings(findings, bag)):
-                continue
+        unconfirmed = self._unconfirmed_bags(findings)
+        findings = self._judged_again(
+            findings, unconfirmed, lambda found: confirm_pasted(found, X_t, y)
+        )
+        self.pasted_judged_bags_[unconfirmed] = True
+        return findings
+
+    def _unconfirmed_bags(self, findings):
+        """The bags whose learners found candidate clusters but confirmed
+        none."""
+        return [
+            bag
+            for bag in np.unique(self.component_bags_)
+            if _only_unconfirmed(self._bag_findings(findings, bag))
+        ]
+
+    def _judged_again(self, findings, bags, judge):
+        """``findings`` with every finding of the learners of ``bags``
+        replaced by ``judge(finding)``."""
+        findings = list(findings)
+        for bag in bags:
             for index in np.flatnonzero(self.component_bags_ == bag):
                 findings[index] = {
-                    name: confirm_pasted(found, X_t, y)
-                    for name, found in findings[index].items()
+                    name: judge(found) for name, found in findings[index].items()
                 }
-            self.pasted_judged_bags_[position] = True
         return findings
 
     def _bag_findings(self, findings, bag):
